@@ -1,0 +1,1 @@
+"""User code of the example system, named by ``_target_`` in configs/."""

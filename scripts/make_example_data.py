@@ -1,0 +1,38 @@
+"""Generate data/patients.csv, the synthetic patient register of the example system.
+
+Seeded, so the committed file is reproducible: ``python scripts/make_example_data.py``.
+One row per biopsy of scikit-learn's breast-cancer dataset (569 rows).
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+ROWS = 569
+OUT = Path(__file__).resolve().parent.parent / "data" / "patients.csv"
+
+
+def main() -> None:
+    rng = np.random.default_rng(20261123)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    regions = ["north", "south", "east", "west"]
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with OUT.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["sample_id", "email", "sex", "age", "region", "registered_at"])
+        for i in range(ROWS):
+            sex = "F" if rng.random() < 0.93 else "M"
+            age = int(np.clip(rng.normal(56, 12), 21, 90))
+            region = regions[int(rng.integers(0, 4))]
+            when = start + timedelta(minutes=int(rng.integers(0, 60 * 24 * 600)))
+            writer.writerow(
+                [i, f"patient{i:04d}@example.org", sex, age, region, when.isoformat()]
+            )
+
+
+if __name__ == "__main__":
+    main()

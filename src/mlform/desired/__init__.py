@@ -1,0 +1,1 @@
+"""The desired system: addressed objects, their dependency graph and fingerprints."""

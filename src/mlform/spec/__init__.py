@@ -1,0 +1,1 @@
+"""The system spec: pydantic models of every config section (``extra="forbid"``)."""

@@ -1,0 +1,1 @@
+"""Recorded state: what mlform last applied, versioned, locked and kept in history."""
