@@ -138,6 +138,9 @@ class Plan(_Frozen):
     mlform_version: str
     project: str
     stack: str
+    # Command-line overrides the plan was made with; applying a saved plan recomposes
+    # the config with them to check that no input moved.
+    overrides: tuple[str, ...] = ()
     lineage: str | None = None  # state lineage the plan was made against (None: no state yet)
     serial: int = 0  # state serial the plan was made against
     destroy: bool = False

@@ -1,0 +1,5 @@
+"""``python -m mlform``: the same as the ``mlform`` command."""
+
+from mlform.cli.app import main
+
+main()

@@ -1,0 +1,35 @@
+"""Helpers for tests that run the real CLI over a copy of the example project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_PARTS = ("configs", "stacks", "ml", "data")
+
+
+def copy_example(dest: Path) -> Path:
+    """Copy the example system (configs/, stacks/, ml/, data/) into ``dest``."""
+    for part in EXAMPLE_PARTS:
+        shutil.copytree(REPO / part, dest / part)
+    return dest
+
+
+def run_cli(
+    project: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m mlform -C project ARGS`` and capture its output."""
+    full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120", **(env or {})}
+    full_env.pop("MLFORM_STACK", None)
+    return subprocess.run(
+        [sys.executable, "-m", "mlform", "-C", str(project), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
+    )

@@ -1,0 +1,158 @@
+"""The README's main job, end to end through the real CLI, on a copy of the example."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from example_project import copy_example, run_cli
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return copy_example(tmp_path / "proj")
+
+
+def _plan_json(project: Path, *extra: str) -> dict:
+    result = run_cli(project, "plan", "-s", "dev", "--format", "json", *extra)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _actions(plan: dict) -> dict[str, str]:
+    return {c["address"]: c["action"] for c in plan["changes"]}
+
+
+def test_validate_then_plan_lists_every_object(project: Path) -> None:
+    result = run_cli(project, "validate", "-s", "dev")
+    assert result.returncode == 0, result.stderr
+    assert "valid" in result.stdout
+    plan = _plan_json(project)
+    assert plan["format_version"]
+    assert _actions(plan) == {
+        "data.tumors": "create",
+        "data.patients": "create",
+        "features.diagnosis": "create",
+        "model.diagnosis": "create",
+        "model.diagnosis_torch": "create",
+        "deployment.diagnosis-api": "create",
+        "monitor.diagnosis-drift": "create",
+        "monitor.diagnosis-latency": "create",
+    }
+
+
+def test_apply_builds_data_and_features_then_plan_is_stable(project: Path) -> None:
+    applied = run_cli(project, "apply", "-s", "dev", "--auto-approve")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "no provider" in (applied.stdout + applied.stderr)
+
+    listed = run_cli(project, "state", "list", "-s", "dev")
+    assert listed.returncode == 0, listed.stderr
+    assert "data.tumors" in listed.stdout and "features.diagnosis" in listed.stdout
+    shown = json.loads(run_cli(project, "state", "show", "features.diagnosis", "-s", "dev").stdout)
+    assert shown["status"] == "applied"
+    assert Path(shown["outputs"]["table"]).is_file()
+
+    actions = _actions(_plan_json(project))
+    assert actions["data.tumors"] == "no-op"
+    assert actions["data.patients"] == "no-op"
+    assert actions["features.diagnosis"] == "no-op"
+    assert actions["model.diagnosis"] == "create"  # no model provider in this release
+
+    # Planning twice gives byte-identical JSON.
+    first = run_cli(project, "plan", "-s", "dev", "--format", "json").stdout
+    second = run_cli(project, "plan", "-s", "dev", "--format", "json").stdout
+    assert first == second
+
+
+def test_data_change_explains_the_cause_chain(project: Path) -> None:
+    assert run_cli(project, "apply", "-s", "dev", "--auto-approve").returncode == 0
+    csv = project / "data" / "patients.csv"
+    lines = csv.read_text().splitlines()
+    lines[1] = lines[1].replace(",F,", ",M,") if ",F," in lines[1] else lines[1].replace(",M,", ",F,")
+    csv.write_text("\n".join(lines) + "\n")
+
+    result = run_cli(project, "plan", "-s", "dev")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "data.patients" in text and "content changed" in text
+    assert "features.diagnosis" in text
+    assert "⇒" in text
+    plan = _plan_json(project)
+    actions = _actions(plan)
+    assert actions["data.patients"] == "update"
+    assert actions["features.diagnosis"] == "update"
+    assert actions["data.tumors"] == "no-op"
+
+
+def test_override_changes_only_what_it_touches(project: Path) -> None:
+    plan = _plan_json(project, "deployments.diagnosis-api.replicas=5")
+    change = next(c for c in plan["changes"] if c["address"] == "deployment.diagnosis-api")
+    assert change["after"]["replicas"] == 5
+
+
+def test_detailed_exitcode(project: Path) -> None:
+    assert run_cli(project, "plan", "-s", "dev", "--detailed-exitcode").returncode == 2
+    broken = run_cli(project, "plan", "-s", "nope", "--detailed-exitcode")
+    assert broken.returncode == 1
+    assert "Traceback" not in broken.stderr
+
+
+def test_saved_plan_applies_once_and_is_then_stale(project: Path) -> None:
+    plan_file = project / "dev.mlplan"
+    made = run_cli(project, "plan", "-s", "dev", "--out", str(plan_file))
+    assert made.returncode == 0, made.stderr
+    assert plan_file.is_file()
+    first = run_cli(project, "apply", str(plan_file))
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = run_cli(project, "apply", str(plan_file))
+    assert again.returncode == 1
+    assert "stale" in again.stderr.lower()
+    assert "Traceback" not in again.stderr
+
+
+def test_markdown_plan_is_a_pr_comment(project: Path) -> None:
+    result = run_cli(project, "plan", "-s", "dev", "--format", "markdown")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.lstrip().startswith(("#", "**", "Plan", "<!--"))
+    assert "Plan:" in result.stdout
+    assert len(result.stdout) < 65_536
+
+
+def test_graph_formats(project: Path) -> None:
+    mermaid = run_cli(project, "graph", "-s", "dev")
+    assert mermaid.returncode == 0, mermaid.stderr
+    assert "features.diagnosis" in mermaid.stdout and "-->" in mermaid.stdout
+    dot = run_cli(project, "graph", "-s", "dev", "--format", "dot")
+    assert dot.returncode == 0 and dot.stdout.lstrip().startswith("digraph")
+
+
+def test_destroy_removes_recorded_objects(project: Path) -> None:
+    assert run_cli(project, "apply", "-s", "dev", "--auto-approve").returncode == 0
+    gone = run_cli(project, "destroy", "-s", "dev", "--auto-approve")
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    listed = run_cli(project, "state", "list", "-s", "dev")
+    assert "data.tumors" not in listed.stdout
+
+
+def test_state_history_and_rollback(project: Path) -> None:
+    assert run_cli(project, "apply", "-s", "dev", "--auto-approve").returncode == 0
+    history = run_cli(project, "state", "history", "-s", "dev")
+    assert history.returncode == 0 and "apply" in history.stdout
+    # Change a feature-set field, apply, then roll back to the first apply's final serial.
+    state = json.loads(run_cli(project, "state", "export", "-s", "dev").stdout)
+    serial = state["serial"]
+    changed = run_cli(
+        project, "apply", "-s", "dev", "--auto-approve", "features.diagnosis.split.seed=7"
+    )
+    assert changed.returncode == 0, changed.stderr
+    rollback = run_cli(project, "rollback", "-s", "dev", "--to", str(serial))
+    assert rollback.returncode == 0, rollback.stderr
+    assert "features.diagnosis" in rollback.stdout
+    applied = run_cli(project, "rollback", "-s", "dev", "--to", str(serial), "--apply", "-y")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    shown = json.loads(run_cli(project, "state", "show", "features.diagnosis", "-s", "dev").stdout)
+    assert shown["config"]["split"]["seed"] == 42
