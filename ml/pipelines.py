@@ -11,7 +11,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 
-def make_forest(n_estimators: int = 200, max_depth: int | None = None, random_state: int = 0) -> Pipeline:
+def make_forest(
+    n_estimators: int = 200, max_depth: int | None = None, random_state: int = 0
+) -> Pipeline:
     """A scaled random forest; scaling is a no-op for trees but keeps inputs comparable."""
     return Pipeline(
         [

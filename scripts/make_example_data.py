@@ -29,9 +29,7 @@ def main() -> None:
             age = int(np.clip(rng.normal(56, 12), 21, 90))
             region = regions[int(rng.integers(0, 4))]
             when = start + timedelta(minutes=int(rng.integers(0, 60 * 24 * 600)))
-            writer.writerow(
-                [i, f"patient{i:04d}@example.org", sex, age, region, when.isoformat()]
-            )
+            writer.writerow([i, f"patient{i:04d}@example.org", sex, age, region, when.isoformat()])
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ def plan(
     *,
     destroy: bool = False,
 ) -> PlanResult:
-    """Compute the plan for (config, recorded state). Offline: reads config, data fingerprints and state."""
+    """Compute the plan for (config, recorded state); offline: reads config, data and state."""
     loaded = load(project_dir, stack, overrides)
     desired = _resolve(loaded)
     state = _store(loaded).read()

@@ -12,7 +12,9 @@ from mlform.templates import builtin_template_dir
 _NAME_RE = re.compile(r"^[a-z][a-z0-9\-]{0,62}$")
 
 
-def scaffold_project(directory: Path, *, name: str | None = None, force: bool = False) -> list[Path]:
+def scaffold_project(
+    directory: Path, *, name: str | None = None, force: bool = False
+) -> list[Path]:
     """Render templates/init/** into ``directory``; ``*.j2`` files are rendered with Jinja2."""
     from jinja2 import Environment, StrictUndefined
 
@@ -30,8 +32,12 @@ def scaffold_project(directory: Path, *, name: str | None = None, force: bool = 
         )
     source = builtin_template_dir() / "init"
     files = sorted(p for p in source.rglob("*") if p.is_file())
-    targets = [directory / p.relative_to(source).with_suffix("") if p.suffix == ".j2"
-               else directory / p.relative_to(source) for p in files]
+    targets = [
+        directory / p.relative_to(source).with_suffix("")
+        if p.suffix == ".j2"
+        else directory / p.relative_to(source)
+        for p in files
+    ]
     existing = [t for t in targets if t.exists()]
     if existing and not force:
         raise ConfigError(

@@ -98,7 +98,8 @@ def read_secret(name: str, lookup: SecretLookup = default_lookup, key: str | Non
             [
                 Diagnostic.error(
                     f"invalid secret name {name!r}",
-                    "Secret names use letters, digits, '_', '.' or '-', e.g. ${secret:alert_token}.",
+                    "Secret names use letters, digits, '_', '.' or '-', "
+                    "e.g. ${secret:alert_token}.",
                     key=key,
                 )
             ]

@@ -72,7 +72,9 @@ def test_data_change_explains_the_cause_chain(project: Path) -> None:
     assert run_cli(project, "apply", "-s", "dev", "--auto-approve").returncode == 0
     csv = project / "data" / "patients.csv"
     lines = csv.read_text().splitlines()
-    lines[1] = lines[1].replace(",F,", ",M,") if ",F," in lines[1] else lines[1].replace(",M,", ",F,")
+    lines[1] = (
+        lines[1].replace(",F,", ",M,") if ",F," in lines[1] else lines[1].replace(",M,", ",F,")
+    )
     csv.write_text("\n".join(lines) + "\n")
 
     result = run_cli(project, "plan", "-s", "dev")

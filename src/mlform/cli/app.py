@@ -37,12 +37,18 @@ class Globals:
 
 StackOpt = Annotated[
     str | None,
-    typer.Option("--stack", "-s", help="Stack overlay from stacks/ (dev, staging, prod…).",
-                 envvar="MLFORM_STACK"),
+    typer.Option(
+        "--stack",
+        "-s",
+        help="Stack overlay from stacks/ (dev, staging, prod…).",
+        envvar="MLFORM_STACK",
+    ),
 ]
 OverridesArg = Annotated[
     list[str] | None,
-    typer.Argument(help="Hydra-syntax overrides, e.g. models.churn.trainer.epochs=20", show_default=False),
+    typer.Argument(
+        help="Hydra-syntax overrides, e.g. models.churn.trainer.epochs=20", show_default=False
+    ),
 ]
 
 
@@ -51,7 +57,9 @@ def _main(
     project: Annotated[
         Path, typer.Option("--project", "-C", help="Project directory (holds configs/).")
     ] = Path("."),
-    no_color: Annotated[bool, typer.Option("--no-color", help="Disable colour (also NO_COLOR).")] = False,
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="Disable colour (also NO_COLOR).")
+    ] = False,
 ) -> None:
     Globals.project = project
     if no_color:
@@ -117,7 +125,9 @@ def version() -> None:
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Directory to create the project in.")],
-    name: Annotated[str | None, typer.Option(help="Project name (default: directory name).")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Project name (default: directory name).")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
 ) -> None:
     """Scaffold a new project (configs/, stacks/) from the built-in templates."""
@@ -145,15 +155,22 @@ def validate(stack: StackOpt = None, overrides: OverridesArg = None) -> None:
 def plan(
     stack: StackOpt = None,
     overrides: OverridesArg = None,
-    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Save the plan to apply later.")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Save the plan to apply later.")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text, json or markdown.")] = "text",
-    detailed: Annotated[bool, typer.Option("--detailed", help="Show unchanged objects and every field.")] = False,
+    detailed: Annotated[
+        bool, typer.Option("--detailed", help="Show unchanged objects and every field.")
+    ] = False,
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 0: no changes, 1: error, 2: changes.")
     ] = False,
     destroy: Annotated[bool, typer.Option("--destroy", help="Plan to destroy everything.")] = False,
     refresh: Annotated[
-        bool, typer.Option("--refresh", help="Re-hash data sources fully instead of trusting size/mtime.")
+        bool,
+        typer.Option(
+            "--refresh", help="Re-hash data sources fully instead of trusting size/mtime."
+        ),
     ] = False,
 ) -> None:
     """Show what apply would change, and why."""
@@ -174,8 +191,10 @@ def plan(
     if out_file is not None:
         _run(lambda: api.save_plan(result, out_file))
         if fmt == "text":
-            out().print(f"\nSaved the plan to {out_file}. Apply exactly this plan with: "
-                        f"mlform apply {out_file}")
+            out().print(
+                f"\nSaved the plan to {out_file}. Apply exactly this plan with: "
+                f"mlform apply {out_file}"
+            )
     if detailed_exitcode and result.plan.has_changes:
         _exit(2)
 
@@ -184,34 +203,60 @@ def plan(
 def apply(
     args: Annotated[
         list[str] | None,
-        typer.Argument(help="A saved plan file, and/or Hydra-syntax overrides.", show_default=False),
+        typer.Argument(
+            help="A saved plan file, and/or Hydra-syntax overrides.", show_default=False
+        ),
     ] = None,
     stack: StackOpt = None,
-    auto_approve: Annotated[bool, typer.Option("--auto-approve", "-y", help="Skip the confirmation.")] = False,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", "-y", help="Skip the confirmation.")
+    ] = False,
     parallelism: Annotated[int, typer.Option(min=1, max=64, help="Steps run at once.")] = 4,
-    json_lines: Annotated[bool, typer.Option("--json", help="Stream one JSON event per line.")] = False,
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="Stream one JSON event per line.")
+    ] = False,
     lock_timeout: Annotated[float, typer.Option(help="Seconds to wait for the state lock.")] = 0.0,
 ) -> None:
     """Apply the changes of a fresh plan (after confirmation) or of a saved plan file."""
     plan_file, overrides = _split_args(args)
     if plan_file is not None and overrides:
         _usage("a saved plan is applied exactly as planned: drop the overrides, or plan again")
-    _apply(stack, overrides, plan_file, destroy=False, auto_approve=auto_approve or plan_file is not None,
-           parallelism=parallelism, json_lines=json_lines, lock_timeout=lock_timeout)
+    _apply(
+        stack,
+        overrides,
+        plan_file,
+        destroy=False,
+        auto_approve=auto_approve or plan_file is not None,
+        parallelism=parallelism,
+        json_lines=json_lines,
+        lock_timeout=lock_timeout,
+    )
 
 
 @app.command()
 def destroy(
     stack: StackOpt = None,
     overrides: OverridesArg = None,
-    auto_approve: Annotated[bool, typer.Option("--auto-approve", "-y", help="Skip the confirmation.")] = False,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", "-y", help="Skip the confirmation.")
+    ] = False,
     parallelism: Annotated[int, typer.Option(min=1, max=64)] = 4,
-    json_lines: Annotated[bool, typer.Option("--json", help="Stream one JSON event per line.")] = False,
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="Stream one JSON event per line.")
+    ] = False,
     lock_timeout: Annotated[float, typer.Option(help="Seconds to wait for the state lock.")] = 0.0,
 ) -> None:
     """Destroy every object recorded in the stack's state."""
-    _apply(stack, overrides or [], None, destroy=True, auto_approve=auto_approve,
-           parallelism=parallelism, json_lines=json_lines, lock_timeout=lock_timeout)
+    _apply(
+        stack,
+        overrides or [],
+        None,
+        destroy=True,
+        auto_approve=auto_approve,
+        parallelism=parallelism,
+        json_lines=json_lines,
+        lock_timeout=lock_timeout,
+    )
 
 
 @app.command()
@@ -219,20 +264,28 @@ def graph(
     stack: StackOpt = None,
     overrides: OverridesArg = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="mermaid or dot.")] = "mermaid",
-    with_plan: Annotated[bool, typer.Option("--plan", help="Colour nodes by planned action.")] = False,
+    with_plan: Annotated[
+        bool, typer.Option("--plan", help="Colour nodes by planned action.")
+    ] = False,
 ) -> None:
     """Print the dependency graph as Mermaid or Graphviz DOT text."""
     from mlform import api
 
-    text = _run(lambda: api.graph(Globals.project, stack, overrides or [], fmt=fmt, with_plan=with_plan))
+    text = _run(
+        lambda: api.graph(Globals.project, stack, overrides or [], fmt=fmt, with_plan=with_plan)
+    )
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 @app.command()
 def rollback(
-    to: Annotated[int, typer.Option("--to", help="State serial to go back to (see `mlform state history`).")],
+    to: Annotated[
+        int, typer.Option("--to", help="State serial to go back to (see `mlform state history`).")
+    ],
     stack: StackOpt = None,
-    do_apply: Annotated[bool, typer.Option("--apply", help="Apply the rollback plan, not just show it.")] = False,
+    do_apply: Annotated[
+        bool, typer.Option("--apply", help="Apply the rollback plan, not just show it.")
+    ] = False,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", "-y")] = False,
 ) -> None:
     """Plan (and with --apply, apply) a return to the objects recorded at a serial."""
@@ -244,8 +297,16 @@ def rollback(
     from mlform.cli.apply_view import make_view
 
     with make_view(view_json) as view:
-        result = _run(lambda: api.rollback(Globals.project, stack, to_serial=to, apply_changes=do_apply,
-                                           confirm=confirm, sink=view))
+        result = _run(
+            lambda: api.rollback(
+                Globals.project,
+                stack,
+                to_serial=to,
+                apply_changes=do_apply,
+                confirm=confirm,
+                sink=view,
+            )
+        )
     out().print(_render_plan(result.plan, "text", False), markup=False, highlight=False, end="")
     if not do_apply and result.plan.has_changes:
         out().print(f"\nRun `mlform rollback --to {to} --apply` to apply this rollback plan.")
@@ -296,7 +357,9 @@ def state_history(stack: StackOpt = None) -> None:
 
 @state_app.command("unlock")
 def state_unlock(
-    lock_id: Annotated[str | None, typer.Argument(help="The lock id printed by the locked error.")] = None,
+    lock_id: Annotated[
+        str | None, typer.Argument(help="The lock id printed by the locked error.")
+    ] = None,
     stack: StackOpt = None,
     force: Annotated[bool, typer.Option(help="Remove the lock whatever its id.")] = False,
 ) -> None:
@@ -318,7 +381,9 @@ def state_export(stack: StackOpt = None) -> None:
 
 @state_app.command("import")
 def state_import(
-    file: Annotated[Path, typer.Argument(help="A state document written by `mlform state export`.")],
+    file: Annotated[
+        Path, typer.Argument(help="A state document written by `mlform state export`.")
+    ],
     stack: StackOpt = None,
     force: Annotated[bool, typer.Option(help="Accept a different lineage.")] = False,
 ) -> None:
@@ -355,10 +420,19 @@ def _apply(
     if plan_file is not None and not Path(plan_file).exists():
         _usage(f"no such plan file: {plan_file} (overrides look like key=value)")
     with make_view(json_lines) as view:
-        result = _run(lambda: api.apply(
-            Globals.project, stack, overrides, plan_file=plan_file, destroy=destroy,
-            parallelism=parallelism, lock_timeout=lock_timeout, confirm=confirm, sink=view,
-        ))
+        result = _run(
+            lambda: api.apply(
+                Globals.project,
+                stack,
+                overrides,
+                plan_file=plan_file,
+                destroy=destroy,
+                parallelism=parallelism,
+                lock_timeout=lock_timeout,
+                confirm=confirm,
+                sink=view,
+            )
+        )
     if json_lines:
         if not result.ok:
             _exit(1)
@@ -386,8 +460,11 @@ def _confirm(plan: Any) -> bool:
     from mlform.cli.console import out
 
     out().print(_render_plan(plan, "text", False), markup=False, highlight=False, end="")
-    answer = typer.prompt("\nDo you want to perform these actions? Only 'yes' will be accepted",
-                          default="", show_default=False)
+    answer = typer.prompt(
+        "\nDo you want to perform these actions? Only 'yes' will be accepted",
+        default="",
+        show_default=False,
+    )
     return bool(answer.strip() == "yes")
 
 
@@ -404,8 +481,12 @@ def _render_plan(plan: Any, fmt: str, detailed: bool) -> str:
         return render_markdown(plan)
     from mlform.plan.render.human import render_human
 
-    return render_human(plan, detailed=detailed, color=color_enabled() and out().is_terminal,
-                        width=max(80, min(out().width, 140)))
+    return render_human(
+        plan,
+        detailed=detailed,
+        color=color_enabled() and out().is_terminal,
+        width=max(80, min(out().width, 140)),
+    )
 
 
 def _interactive() -> bool:

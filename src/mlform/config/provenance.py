@@ -35,21 +35,14 @@ def replay_source(provenance: Provenance, source: SourceFile, package: str) -> N
         prefix = join_key(prefix, part)
         provenance[prefix] = (source.file, first_line)
     for key_node, value_node in root.value:
-        if not package and key_node.value == "defaults":
+        if key_node.value == "defaults":  # Hydra's defaults list is not config data
             continue
         _replay_pair(provenance, source.file, prefix, key_node, value_node)
-    if package:
-        for key_node, value_node in root.value:
-            if key_node.value == "defaults":
-                continue
-            _ = value_node
 
 
 def _replay_pair(
     provenance: Provenance, file: str, prefix: str, key_node: yaml.Node, value_node: yaml.Node
 ) -> None:
-    if key_node.value == "defaults" and not prefix:
-        return
     path = join_key(prefix, key_node.value)
     provenance[path] = (file, key_node.start_mark.line + 1)
     if isinstance(value_node, yaml.MappingNode):

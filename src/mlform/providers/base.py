@@ -107,7 +107,7 @@ class DeleteResult:
     diagnostics: tuple[Diagnostic, ...] = ()
 
 
-class StepFailed(Exception):  # noqa: N818 - a signal, caught by the executor
+class StepFailed(Exception):
     """Raised by a provider for an expected failure of a step, with diagnostics."""
 
     def __init__(self, diagnostic: Diagnostic) -> None:

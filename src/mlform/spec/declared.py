@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mlform.addresses import Address
+from mlform.diagnostics import Diagnostic
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +43,5 @@ class LoadedSystem:
     settings: Mapping[str, Any] = field(default_factory=dict)
     # Config key path -> (file relative to project dir, 1-based line or None).
     provenance: Mapping[str, tuple[str, int | None]] = field(default_factory=dict)
+    # Warnings found while validating (e.g. a column that could not be confirmed).
+    warnings: tuple[Diagnostic, ...] = ()

@@ -1,0 +1,141 @@
+"""The human view of a plan: Terraform-like symbols, reasons, and the summary line.
+
+Rendered with rich into a string (``Console(file=StringIO())``) at a fixed width, so
+the same plan always gives the same text; colour only when asked.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from rich.console import Console
+from rich.padding import Padding
+from rich.text import Text
+
+from mlform.plan.model import Action, Plan, ReasonKind, ResourceChange
+from mlform.plan.render.values import ACTION_WORDS, PROVIDER_NOTE, describe_field
+
+__all__ = ["NO_CHANGES", "render_human"]
+
+NO_CHANGES = "No changes. The system matches the configuration."
+
+_STYLES: dict[Action, str] = {
+    Action.CREATE: "green",
+    Action.UPDATE: "yellow",
+    Action.REPLACE: "bold red",
+    Action.DELETE: "red",
+    Action.RETRAIN: "magenta",
+    Action.ROLLOUT: "cyan",
+    Action.NOOP: "dim",
+}
+_FIELD_STYLES = {"+": "green", "-": "red", "~": "yellow"}
+_LEGEND_ORDER = (
+    Action.CREATE,
+    Action.UPDATE,
+    Action.RETRAIN,
+    Action.ROLLOUT,
+    Action.REPLACE,
+    Action.DELETE,
+)
+
+
+def render_human(
+    plan: Plan, *, detailed: bool = False, color: bool = False, width: int = 100
+) -> str:
+    """The plan as terminal text; no-op objects are listed only when ``detailed``."""
+    buffer = StringIO()
+    console = Console(
+        file=buffer,
+        width=width,
+        force_terminal=color,
+        color_system="standard" if color else None,
+        no_color=not color,
+        highlight=False,
+        emoji=False,
+        legacy_windows=False,
+    )
+    if not plan.has_changes:
+        if detailed:
+            _print_changes(console, plan, detailed=True)
+        console.print(Text(NO_CHANGES, style="bold green"))
+        _print_policy(console, plan)
+        return _tidy(buffer.getvalue())
+    console.print(Text("mlform will perform these actions:"))
+    console.print(_legend(plan))
+    console.print()
+    _print_changes(console, plan, detailed=detailed)
+    unchanged = plan.summary.no_op
+    if unchanged and not detailed:
+        noun = "object" if unchanged == 1 else "objects"
+        console.print(Text(f"{unchanged} unchanged {noun} not shown (use --detailed).", "dim"))
+        console.print()
+    console.print(Text(plan.summary.line(), style="bold"))
+    _print_policy(console, plan)
+    return _tidy(buffer.getvalue())
+
+
+def _tidy(text: str) -> str:
+    """Drop the padding rich adds at line ends."""
+    return "\n".join(line.rstrip() for line in text.split("\n"))
+
+
+def _legend(plan: Plan) -> Text:
+    used = {c.action for c in plan.changes}
+    text = Text(" ")
+    for action in _LEGEND_ORDER:
+        if action in used:
+            text.append(" ")
+            text.append(action.symbol, style=_STYLES[action])
+            text.append(f" {ACTION_WORDS[action]} ")
+    return text
+
+
+def _print_changes(console: Console, plan: Plan, *, detailed: bool) -> None:
+    for change in plan.changes:
+        if change.action is Action.NOOP and not detailed:
+            continue
+        _print_change(console, change, detailed=detailed)
+
+
+def _print_change(console: Console, change: ResourceChange, *, detailed: bool) -> None:
+    style = _STYLES[change.action]
+    head = Text(f"{change.action.symbol:>3} ", style=style)
+    head.append(change.address, style="bold")
+    head.append(f"  {ACTION_WORDS[change.action]}", style=style)
+    console.print(head)
+    for reason in change.reasons:
+        message = reason.message
+        if reason.kind is ReasonKind.NEW:
+            message = "new: " + message
+        console.print(Padding(Text(message), (0, 0, 0, 6)))
+        for field in reason.fields:
+            sign, line = describe_field(field)
+            text = Text(f"{sign} ", style=_FIELD_STYLES[sign])
+            text.append(line)
+            console.print(Padding(text, (0, 0, 0, 8)))
+    if not change.provider_available and change.action is not Action.NOOP:
+        console.print(Padding(Text(PROVIDER_NOTE, style="dim italic"), (0, 0, 0, 6)))
+    if detailed:
+        if change.depends_on:
+            deps = "depends on: " + ", ".join(change.depends_on)
+            console.print(Padding(Text(deps, style="dim"), (0, 0, 0, 6)))
+        for name, value in sorted(change.fingerprints.items()):
+            console.print(Padding(Text(f"{name}: {value}", style="dim"), (0, 0, 0, 6)))
+    console.print()
+
+
+def _print_policy(console: Console, plan: Plan) -> None:
+    notable = [r for r in plan.policy_results if not r.passed or r.exempted_by]
+    for diagnostic in plan.diagnostics:
+        console.print(Text(f"{diagnostic.get('severity', 'warning')}: {diagnostic.get('summary')}"))
+    if not notable:
+        return
+    console.print()
+    console.print(Text("Policy:", style="bold"))
+    for result in notable:
+        mark = "exempt" if result.exempted_by else result.level
+        where = f" ({result.address})" if result.address else ""
+        line = Text(f"  [{mark}] {result.rule}{where}: {result.message}")
+        if result.exempted_by:
+            line.append(f" — exempted: {result.exempted_by}", style="dim")
+        console.print(line)

@@ -1,0 +1,49 @@
+"""The ``policies`` section: built-in packs, levels, custom CEL rules and exemptions.
+
+CEL expressions are stored as text here; the policy engine evaluates them.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from mlform.addresses import Address, AddressError
+from mlform.spec.base import SpecModel
+
+Level = Literal["advisory", "mandatory", "disabled"]
+RULE_ID_PATTERN = r"^[a-z0-9][a-z0-9_\-]*(\.[a-z0-9][a-z0-9_\-]*)+$"
+
+
+class Rule(SpecModel):
+    id: str = Field(pattern=RULE_ID_PATTERN)
+    description: str | None = None
+    expression: str = Field(min_length=1)
+    level: Level = "advisory"
+    message: str | None = None
+
+
+class Exemption(SpecModel):
+    rule: str = Field(pattern=RULE_ID_PATTERN)
+    address: str
+    reason: str = Field(min_length=1)
+    expires: date
+
+    @field_validator("address")
+    @classmethod
+    def _address_format(cls, value: str) -> str:
+        try:
+            Address.parse(value)
+        except AddressError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class Policies(SpecModel):
+    packs: list[str] = Field(default_factory=list)
+    levels: dict[str, Level] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    rules: list[Rule] = Field(default_factory=list)
+    exemptions: list[Exemption] = Field(default_factory=list)
