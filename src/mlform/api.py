@@ -74,7 +74,7 @@ class ApplyResult:
 
     @property
     def ok(self) -> bool:
-        return self.outcome is None or not self.outcome.failed
+        return self.outcome is None or self.outcome.ok
 
 
 def load(
@@ -152,9 +152,6 @@ def apply(
     or any input moved since it was made. ``confirm`` is asked (under the lock)
     before anything changes; returning False cancels.
     """
-    from mlform.apply.executor import execute
-    from mlform.state.store import StateWriter
-
     saved: Plan | None = None
     if plan_file is not None:
         from mlform.plan.saved import load_plan
@@ -179,21 +176,17 @@ def apply(
         else:
             the_plan = _compute(desired, state, destroy=destroy, overrides=overrides)
         warnings.extend(_plan_warnings(the_plan))
-        if not the_plan.has_changes:
-            return ApplyResult(the_plan, None, warnings=tuple(warnings))
-        if confirm is not None and not confirm(the_plan):
-            return ApplyResult(the_plan, None, cancelled=True, warnings=tuple(warnings))
-        writer = StateWriter(store, state)
-        outcome = execute(
+        return _walk(
             the_plan,
-            writer,
-            _registry(),
-            _context(loaded),
+            store,
+            state,
+            loaded,
+            warnings=warnings,
+            confirm=confirm,
             parallelism=parallelism,
             sink=sink,
             should_stop=should_stop,
         )
-    return ApplyResult(the_plan, outcome, warnings=tuple(warnings))
 
 
 def destroy(
@@ -221,9 +214,6 @@ def rollback(
     The historic snapshot becomes the desired system: objects created since are
     deleted, changed ones are updated back to the config recorded then.
     """
-    from mlform.apply.executor import execute
-    from mlform.state.store import StateWriter
-
     loaded = load(project_dir, stack)
     store = _store(loaded)
     with store.lock("rollback") as lock:
@@ -234,19 +224,18 @@ def rollback(
         snapshot = store.snapshot(to_serial)
         desired = _desired_from_state(snapshot, loaded)
         the_plan = _compute(desired, state, destroy=False, overrides=())
-        if not apply_changes or not the_plan.has_changes:
+        if not apply_changes:
             return ApplyResult(the_plan, None, warnings=tuple(warnings))
-        if confirm is not None and not confirm(the_plan):
-            return ApplyResult(the_plan, None, cancelled=True, warnings=tuple(warnings))
-        outcome = execute(
+        return _walk(
             the_plan,
-            StateWriter(store, state),
-            _registry(),
-            _context(loaded),
+            store,
+            state,
+            loaded,
+            warnings=warnings,
+            confirm=confirm,
             parallelism=parallelism,
             sink=sink,
         )
-    return ApplyResult(the_plan, outcome, warnings=tuple(warnings))
 
 
 def graph(
@@ -394,6 +383,8 @@ def _compute(
 
 
 def _context(loaded: LoadedSystem) -> ProviderContext:
+    from functools import partial
+
     from mlform.providers.base import ProviderContext
     from mlform.secrets import reveal
 
@@ -401,21 +392,55 @@ def _context(loaded: LoadedSystem) -> ProviderContext:
         project_dir=loaded.project_dir,
         state_dir=_state_dir(loaded),
         stack=loaded.stack,
-        reveal=reveal,
+        reveal=partial(reveal, project_dir=loaded.project_dir),
     )
+
+
+def _walk(
+    the_plan: Plan,
+    store: LocalStateStore,
+    state: StateDocument | None,
+    loaded: LoadedSystem,
+    *,
+    warnings: list[Diagnostic],
+    confirm: Callable[[Plan], bool] | None,
+    parallelism: int,
+    sink: EventSink,
+    should_stop: Callable[[], bool] | None = None,
+) -> ApplyResult:
+    """Confirm and execute a plan; the caller holds the state lock."""
+    from mlform.apply.executor import execute
+    from mlform.state.store import StateWriter
+
+    if not the_plan.has_changes:
+        return ApplyResult(the_plan, None, warnings=tuple(warnings))
+    if confirm is not None and not confirm(the_plan):
+        return ApplyResult(the_plan, None, cancelled=True, warnings=tuple(warnings))
+    outcome = execute(
+        the_plan,
+        StateWriter(store, state),
+        _registry(),
+        _context(loaded),
+        parallelism=parallelism,
+        sink=sink,
+        should_stop=should_stop,
+    )
+    return ApplyResult(the_plan, outcome, warnings=tuple(warnings))
 
 
 def _plan_warnings(the_plan: Plan) -> list[Diagnostic]:
     unsupported = sorted(
         {c.kind for c in the_plan.changes if not c.provider_available and c.action != "no-op"}
     )
+    if not unsupported:
+        return []
+    kinds = ", ".join(unsupported)
     return [
         Diagnostic.warning(
-            f"no provider for {kind} objects yet",
-            f"apply skips the {kind} steps of this plan (and what depends on them); "
-            "they stay in the plan until a release provides them.",
+            f"no provider yet for {kinds} objects",
+            "apply skips those steps (and the steps that depend on them); they stay in the "
+            "plan until a release of mlform provides them.",
         )
-        for kind in unsupported
     ]
 
 

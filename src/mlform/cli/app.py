@@ -8,8 +8,11 @@ imported inside the commands so that ``mlform --help`` stays fast.
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -419,7 +422,7 @@ def _apply(
     confirm = None if auto_approve else _confirm
     if plan_file is not None and not Path(plan_file).exists():
         _usage(f"no such plan file: {plan_file} (overrides look like key=value)")
-    with make_view(json_lines) as view:
+    with make_view(json_lines) as view, _graceful_interrupt() as stop:
         result = _run(
             lambda: api.apply(
                 Globals.project,
@@ -431,6 +434,7 @@ def _apply(
                 lock_timeout=lock_timeout,
                 confirm=confirm,
                 sink=view,
+                should_stop=stop.is_set,
             )
         )
     if json_lines:
@@ -438,6 +442,29 @@ def _apply(
             _exit(1)
         return
     _finish_apply(result)
+
+
+@contextmanager
+def _graceful_interrupt() -> Iterator[threading.Event]:
+    """First Ctrl-C: finish the running steps and start no new ones. Second: abort."""
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        from mlform.cli.console import err
+
+        err().print(
+            "[yellow]Interrupt received: finishing the running steps and starting no new "
+            "ones (press Ctrl-C again to abort).[/]"
+        )
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _finish_apply(result: Any) -> None:

@@ -102,7 +102,8 @@ class HumanApplyView:
         elif isinstance(event, StepFinished):
             self._running.pop(event.address, None)
             style = _OUTCOME_STYLE.get(event.outcome, "")
-            detail = f" — {escape(event.message)}" if event.message else ""
+            text = event.message if event.outcome != "succeeded" else _summarise(event.outputs)
+            detail = f" — {escape(text)}" if text else ""
             self._console.print(
                 f"[{style}]{event.outcome:>11}[/] {event.address} "
                 f"[dim]{event.action}, {event.duration_s:.2f}s[/]{detail}"
@@ -125,6 +126,16 @@ class HumanApplyView:
             return
         status = "; ".join(f"{a}: {m}" for a, m in sorted(self._running.items())[:3])
         self._progress.update(self._task, status=status)
+
+
+def _summarise(outputs: dict[str, Any]) -> str:
+    """A few words about a step's outputs: row counts where the provider reports them."""
+    rows = outputs.get("rows")
+    if isinstance(rows, int):
+        return f"{rows} rows"
+    if isinstance(rows, dict):
+        return ", ".join(f"{part} {count}" for part, count in rows.items())
+    return ""
 
 
 def make_view(json_lines: bool) -> Any:

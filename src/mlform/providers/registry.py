@@ -53,7 +53,11 @@ def load_provider(spec: str) -> Provider | None:
     module_name, _, class_name = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        # Only the provider module itself being absent means "not in this build"; a
+        # provider that fails to import is a bug and must not silently disappear.
+        if exc.name != module_name:
+            raise
         return None
     factory = getattr(module, class_name, None)
     if factory is None:
