@@ -16,24 +16,27 @@ Targets (not asserted): 1,000 objects plan < 1 s; 10,000 < 5 s and < 500 MB.
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from deepdiff import DeepDiff
-
 from mlform.addresses import Address, Kind
 from mlform.desired.fingerprint import FingerprintCache
 from mlform.desired.model import DesiredSystem
 from mlform.desired.resolve import resolve
 from mlform.plan.compute import compute_plan
-from mlform.plan.render.json import render_json
+from mlform.plan.render.json import render_json, write_json
 from mlform.plan.testing import state_as_applied
 from mlform.spec.declared import DeclaredObject, LoadedSystem
 from mlform.state.model import StateDocument
+from mlform.state.store import LocalStateStore
 
 MIX = [
     (Kind.DATA, 0.1),
@@ -161,6 +164,8 @@ def naive_plan(desired: DesiredSystem, state: StateDocument) -> int:
 
     Timed on top of the plan, it stands for a planner without the short-circuit.
     """
+    from deepdiff import DeepDiff  # lazy, as in mlform: it pulls in pandas and numpy
+
     changed = 0
     for obj in desired:
         record = state.objects.get(str(obj.address))
@@ -202,13 +207,61 @@ def measure(n: int, project_dir: Path) -> dict[str, float]:
     }
 
 
+def write_state_child(n: int, directory: Path) -> None:
+    """In a fresh process: record the unedited system as a state file (like an earlier apply)."""
+    state = state_as_applied(resolve(generate(n, directory, edited=False)))
+    LocalStateStore(directory / "state").write(state, expected_serial=None)
+
+
+def plan_rss_child(n: int, directory: Path) -> None:
+    """In a fresh process: what `mlform plan` holds: read state, resolve, plan, render JSON."""
+    state = LocalStateStore(directory / "state").read()
+    desired = resolve(generate(n, directory, edited=True))
+    plan = compute_plan(desired, state, supported_kinds=frozenset(Kind), mlform_version="b")
+    with open(os.devnull, "w") as sink:
+        write_json(plan, sink)
+    print(_peak_rss_mb())
+
+
+def _peak_rss_mb() -> float:
+    """VmHWM of this process (ru_maxrss would include the forking parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def plan_rss_mb(n: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("--write-state", "--rss-child"):
+            out = subprocess.run(
+                [sys.executable, __file__, mode, str(n), tmp],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1_000, 10_000])
+    parser.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--write-state", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.write_state:
+        write_state_child(int(args.write_state[0]), Path(args.write_state[1]))
+        return
+    if args.rss_child:
+        plan_rss_child(int(args.rss_child[0]), Path(args.rss_child[1]))
+        return
+    # Warm-up: the planner imports deepdiff (and with it pandas) the first time two lists
+    # differ; that one-off import (~0.3 s) is not part of the per-size timings.
+    import deepdiff  # noqa: F401
+
     header = (
         f"{'objects':>8} {'changes':>8} {'resolve s':>10} {'plan s':>8} {'json s':>8} "
-        f"{'peak MB':>8} {'naive s':>8} {'naive/plan':>10}"
+        f"{'peak MB':>8} {'RSS MB':>7} {'naive s':>8} {'naive/plan':>10}"
     )
     print(header)
     print("-" * len(header))
@@ -218,11 +271,15 @@ def main() -> None:
             print(
                 f"{r['objects']:>8.0f} {r['changes']:>8.0f} {r['resolve']:>10.3f} "
                 f"{r['plan']:>8.3f} {r['json']:>8.3f} {r['peak_mb']:>8.1f} "
+                f"{plan_rss_mb(n):>7.0f} "
                 f"{r['naive']:>8.3f} {r['naive'] / r['plan']:>9.1f}x"
             )
     print(
         "\nnaive = the same plan with deepdiff run on every object's config (no "
-        "config-fingerprint short-circuit)."
+        "config-fingerprint short-circuit).\npeak MB = Python allocations during resolve + "
+        "plan + render (tracemalloc).\nRSS MB = peak resident memory of a fresh process that "
+        "reads the state file, resolves, plans and writes the JSON plan (interpreter and "
+        "libraries included), as `mlform plan --format json` does."
     )
 
 

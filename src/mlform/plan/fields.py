@@ -10,8 +10,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from deepdiff import DeepDiff
-
 from mlform.plan.model import FieldChange
 
 __all__ = ["SECRET_TOKEN", "diff_fields", "format_path", "is_secret", "top_level_changes"]
@@ -87,6 +85,8 @@ def diff_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[FieldCh
 def _diff_lists(
     prefix: list[Any], old: list[Any], new: list[Any]
 ) -> list[tuple[list[Any], FieldChange]]:
+    from deepdiff import DeepDiff  # lazy: deepdiff imports pandas/numpy when present
+
     tree = DeepDiff(old, new, verbose_level=2, view="tree")
     out: list[tuple[list[Any], FieldChange]] = []
     for report, levels in tree.items():
