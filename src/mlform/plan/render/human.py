@@ -119,9 +119,18 @@ def _print_change(console: Console, change: ResourceChange, *, detailed: bool) -
         if change.depends_on:
             deps = "depends on: " + ", ".join(change.depends_on)
             console.print(Padding(Text(deps, style="dim"), (0, 0, 0, 6)))
-        for name, value in sorted(change.fingerprints.items()):
-            console.print(Padding(Text(f"{name}: {value}", style="dim"), (0, 0, 0, 6)))
+        if change.fingerprints:
+            prints = ", ".join(
+                f"{name} {_short(value)}" for name, value in sorted(change.fingerprints.items())
+            )
+            console.print(Padding(Text(f"fingerprints: {prints}", style="dim"), (0, 0, 0, 6)))
     console.print()
+
+
+def _short(digest: str) -> str:
+    """``sha256:ab12cd34ef56…``: enough to tell versions apart; JSON keeps the full digest."""
+    algo, sep, hexpart = digest.partition(":")
+    return f"{algo}:{hexpart[:12]}…" if sep else f"{digest[:12]}…"
 
 
 def _print_policy(console: Console, plan: Plan) -> None:

@@ -18,9 +18,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     return document
 
 
-_ENCODER = json.JSONEncoder(
-    sort_keys=True, indent=2, separators=(",", ": "), ensure_ascii=False
-)
+_ENCODER = json.JSONEncoder(sort_keys=True, indent=2, separators=(",", ": "), ensure_ascii=False)
 
 
 def write_json(plan: Plan, out: TextIO) -> None:
