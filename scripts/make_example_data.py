@@ -22,7 +22,7 @@ def main() -> None:
     regions = ["north", "south", "east", "west"]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with OUT.open("w", newline="") as fh:
-        writer = csv.writer(fh)
+        writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["sample_id", "email", "sex", "age", "region", "registered_at"])
         for i in range(ROWS):
             sex = "F" if rng.random() < 0.93 else "M"

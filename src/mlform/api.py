@@ -113,10 +113,15 @@ def plan(
     overrides: Sequence[str] = (),
     *,
     destroy: bool = False,
+    refresh: bool = False,
 ) -> PlanResult:
-    """Compute the plan for (config, recorded state); offline: reads config, data and state."""
+    """Compute the plan for (config, recorded state); offline: reads config, data and state.
+
+    Data files are re-hashed only when their size or mtime moved, unless ``refresh``
+    asks to hash every one of them in full.
+    """
     loaded = load(project_dir, stack, overrides)
-    desired = _resolve(loaded)
+    desired = _resolve(loaded, refresh=refresh)
     state = _store(loaded).read()
     the_plan = _compute(desired, state, destroy=destroy, overrides=overrides)
     return PlanResult(the_plan, desired, tuple(_plan_warnings(the_plan)))
@@ -349,11 +354,13 @@ def _state_store_for(project_dir: PathLike, stack: str | None) -> LocalStateStor
     return _store(load(project_dir, stack))
 
 
-def _resolve(loaded: LoadedSystem) -> DesiredSystem:
+def _resolve(loaded: LoadedSystem, *, refresh: bool = False) -> DesiredSystem:
     from mlform.desired.fingerprint import FingerprintCache
     from mlform.desired.resolve import resolve
 
     cache = FingerprintCache(_state_dir(loaded) / "cache" / "fingerprints.json")
+    if refresh:
+        cache.forget()
     return resolve(loaded, cache=cache)
 
 

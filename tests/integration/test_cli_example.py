@@ -158,3 +158,24 @@ def test_state_history_and_rollback(project: Path) -> None:
     assert applied.returncode == 0, applied.stdout + applied.stderr
     shown = json.loads(run_cli(project, "state", "show", "features.diagnosis", "-s", "dev").stdout)
     assert shown["config"]["split"]["seed"] == 42
+
+
+def test_refresh_rehashes_what_size_and_mtime_hide(project: Path) -> None:
+    import os
+
+    csv = project / "data" / "patients.csv"
+    old = csv.stat()
+    os.utime(csv, ns=(old.st_atime_ns, old.st_mtime_ns - 10**10))  # settled, 10 s old
+    settled = csv.stat()
+    assert run_cli(project, "apply", "-s", "dev", "--auto-approve").returncode == 0
+    # Same size, same mtime, different content: only a full re-hash can notice.
+    text = csv.read_bytes()
+    swapped = text.replace(b",F,", b",X,").replace(b",M,", b",F,").replace(b",X,", b",M,")
+    assert len(swapped) == len(text) and swapped != text
+    csv.write_bytes(swapped)
+    os.utime(csv, ns=(settled.st_atime_ns, settled.st_mtime_ns))
+
+    assert _actions(_plan_json(project))["data.patients"] == "no-op"
+    refreshed = _actions(_plan_json(project, "--refresh"))
+    assert refreshed["data.patients"] == "update"
+    assert refreshed["features.diagnosis"] == "update"

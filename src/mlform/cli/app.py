@@ -182,9 +182,9 @@ def plan(
 
     if fmt not in ("text", "json", "markdown"):
         _usage(f"unknown --format {fmt!r}: use text, json or markdown")
-    if refresh:
-        os.environ["MLFORM_FINGERPRINT_FULL"] = "1"
-    result = _run(lambda: api.plan(Globals.project, stack, overrides or [], destroy=destroy))
+    result = _run(
+        lambda: api.plan(Globals.project, stack, overrides or [], destroy=destroy, refresh=refresh)
+    )
     print_diagnostics(result.diagnostics)
     text = _render_plan(result.plan, fmt, detailed)
     if fmt == "text":

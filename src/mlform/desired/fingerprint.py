@@ -101,6 +101,11 @@ class FingerprintCache:
         self._dirty = False
         self.hashed: list[Path] = []  # files read in full by this instance (for tests, stats)
 
+    def forget(self) -> None:
+        """Trust nothing cached: every file is hashed in full again (``plan --refresh``)."""
+        self._entries.clear()
+        self._dirty = True
+
     def _read(self) -> dict[str, dict[str, Any]]:
         assert self.path is not None
         try:
