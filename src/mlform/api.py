@@ -94,6 +94,7 @@ def validate(
     loaded = load(project_dir, stack, overrides)
     desired = _resolve(loaded)
     diagnostics = Diagnostics()
+    diagnostics.extend(loaded.warnings)
     registry = _registry()
     context = _context(loaded)
     from mlform.providers.base import ValidateRequest
@@ -124,7 +125,7 @@ def plan(
     desired = _resolve(loaded, refresh=refresh)
     state = _store(loaded).read()
     the_plan = _compute(desired, state, destroy=destroy, overrides=overrides)
-    return PlanResult(the_plan, desired, tuple(_plan_warnings(the_plan)))
+    return PlanResult(the_plan, desired, (*loaded.warnings, *_plan_warnings(the_plan)))
 
 
 def save_plan(result: PlanResult | Plan, path: PathLike) -> Path:
@@ -167,7 +168,7 @@ def apply(
     loaded = load(project_dir, stack, overrides)
     desired = _resolve(loaded)
     store = _store(loaded)
-    warnings: list[Diagnostic] = []
+    warnings: list[Diagnostic] = list(loaded.warnings)
     with store.lock("destroy" if destroy else "apply", timeout=lock_timeout) as lock:
         warnings.extend(_stale_lock_warning(lock))
         state = store.read()

@@ -131,6 +131,9 @@ class PolicyResult(_Frozen):
     message: str
     address: str | None = None
     exempted_by: str | None = None
+    key: str | None = None
+    file: str | None = None
+    line: int | None = None
 
 
 class Plan(_Frozen):

@@ -17,23 +17,42 @@ Level = Literal["advisory", "mandatory", "disabled"]
 RULE_ID_PATTERN = r"^[a-z0-9][a-z0-9_\-]*(\.[a-z0-9][a-z0-9_\-]*)+$"
 
 
+Section = Literal["data", "features", "models", "deployments", "monitors"]
+
+
 class Rule(SpecModel):
+    """A custom CEL rule. The expression must evaluate to true for the system to comply.
+
+    Without ``for_each`` it sees ``spec``, ``stack`` and ``plan`` (null when no plan is
+    being checked). With ``for_each: deployments`` it runs once per deployment and also
+    sees ``name``, ``object`` (that deployment's config) and ``change`` (its planned
+    change, or null), so violations point at the object's file and line.
+    ``requires_plan`` rules are skipped when no plan is being checked (``validate``).
+    """
+
     id: str = Field(pattern=RULE_ID_PATTERN)
     description: str | None = None
     expression: str = Field(min_length=1)
     level: Level = "advisory"
     message: str | None = None
+    for_each: Section | None = None
+    requires_plan: bool = False
 
 
 class Exemption(SpecModel):
+    """Waives ``rule`` for ``address`` (or for the whole system when no address is given)
+    until ``expires``; an expired exemption is itself a violation."""
+
     rule: str = Field(pattern=RULE_ID_PATTERN)
-    address: str
+    address: str | None = None
     reason: str = Field(min_length=1)
     expires: date
 
     @field_validator("address")
     @classmethod
-    def _address_format(cls, value: str) -> str:
+    def _address_format(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             Address.parse(value)
         except AddressError as exc:

@@ -1,0 +1,1 @@
+"""Policies as code: built-in packs, custom CEL rules, levels and exemptions."""
