@@ -202,6 +202,8 @@ def _exemptions(spec: SystemSpec, provenance: Mapping[str, Origin]) -> list[Diag
         Kind.MONITOR: spec.monitors,
     }
     for index, exemption in enumerate(spec.policies.exemptions):
+        if exemption.address is None:
+            continue
         address = Address.parse(exemption.address)
         if address.name not in sections[address.kind]:
             key = f"policies.exemptions.{index}.address"
