@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# actionlint checks the example GitHub workflow (built from the Go module proxy, cached).
+PATH="$(bash scripts/build-actionlint.sh):$PATH"
+export PATH
 .venv/bin/ruff check src tests benchmarks scripts ml
 .venv/bin/ruff format --check src tests benchmarks scripts ml
 .venv/bin/mypy

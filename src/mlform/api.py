@@ -14,7 +14,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,9 +25,12 @@ from mlform.errors import ConfigError, StalePlanError, StateError
 from mlform.events import EventSink, discard
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from mlform.apply.executor import ApplyOutcome
     from mlform.desired.model import DesiredSystem
     from mlform.plan.model import Plan
+    from mlform.policy.model import PolicyReport
     from mlform.providers.base import ProviderContext
     from mlform.providers.registry import ProviderRegistry
     from mlform.spec.declared import LoadedSystem
@@ -36,7 +39,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApplyResult",
+    "DriftItem",
     "PlanResult",
+    "RefreshResult",
     "apply",
     "destroy",
     "export_state",
@@ -45,6 +50,8 @@ __all__ = [
     "init",
     "load",
     "plan",
+    "policy_check",
+    "refresh",
     "rollback",
     "save_plan",
     "state_history",
@@ -61,6 +68,19 @@ PathLike = str | Path
 class PlanResult:
     plan: Plan
     desired: DesiredSystem
+    diagnostics: tuple[Diagnostic, ...] = ()
+
+
+@dataclass(frozen=True)
+class DriftItem:
+    address: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    drifted: tuple[DriftItem, ...]
+    checked: int
     diagnostics: tuple[Diagnostic, ...] = ()
 
 
@@ -103,6 +123,7 @@ def validate(
         provider = registry.get(obj.address.kind)
         if provider is not None:
             diagnostics.extend(provider.validate(ValidateRequest(obj.address, obj.config, context)))
+    diagnostics.extend(_policy_diagnostics(_evaluate_policies(loaded, None, None)))
     if diagnostics.has_errors:
         raise ConfigError(diagnostics)
     return tuple(diagnostics)
@@ -124,8 +145,68 @@ def plan(
     loaded = load(project_dir, stack, overrides)
     desired = _resolve(loaded, refresh=refresh)
     state = _store(loaded).read()
-    the_plan = _compute(desired, state, destroy=destroy, overrides=overrides)
+    the_plan = _with_policies(
+        _compute(desired, state, destroy=destroy, overrides=overrides), loaded
+    )
     return PlanResult(the_plan, desired, (*loaded.warnings, *_plan_warnings(the_plan)))
+
+
+def policy_check(
+    project_dir: PathLike = ".",
+    stack: str | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    with_plan: bool = True,
+    today: date | None = None,
+) -> PolicyReport:
+    """Evaluate every enabled policy over the spec (and, by default, the plan)."""
+    loaded = load(project_dir, stack, overrides)
+    plan_doc = None
+    if with_plan:
+        from mlform.plan.render.json import plan_document
+
+        state = _store(loaded).read()
+        the_plan = _compute(_resolve(loaded), state, destroy=False, overrides=overrides)
+        plan_doc = plan_document(the_plan)
+    return _evaluate_policies(loaded, plan_doc, today)
+
+
+def refresh(project_dir: PathLike = ".", stack: str | None = None) -> RefreshResult:
+    """Ask each provider what is live now and report recorded objects that drifted.
+
+    Read-only: state is not changed. ``plan --refresh`` then plans the repair for data
+    content; objects whose outputs are gone are repaired by the next apply of a plan that
+    recreates them.
+    """
+    from mlform.addresses import Address
+    from mlform.providers.base import ReadRequest
+
+    loaded = load(project_dir, stack)
+    state = _store(loaded).read()
+    if state is None:
+        return RefreshResult((), 0)
+    registry, context = _registry(), _context(loaded)
+    drifted: list[DriftItem] = []
+    diagnostics: list[Diagnostic] = []
+    checked = 0
+    for record in sorted(state.objects.values(), key=_address_order):
+        address = Address.parse(record.address)
+        provider = registry.get(address.kind)
+        if provider is None:
+            continue
+        checked += 1
+        live = provider.read(ReadRequest(address, record.config, record.outputs, context))
+        diagnostics.extend(live.diagnostics)
+        if live.outputs is None:
+            drifted.append(DriftItem(record.address, "no longer exists"))
+        elif dict(live.outputs) != record.outputs:
+            changed = sorted(
+                k
+                for k in set(live.outputs) | set(record.outputs)
+                if live.outputs.get(k) != record.outputs.get(k)
+            )
+            drifted.append(DriftItem(record.address, "changed: " + ", ".join(changed)))
+    return RefreshResult(tuple(drifted), checked, tuple(diagnostics))
 
 
 def save_plan(result: PlanResult | Plan, path: PathLike) -> Path:
@@ -180,7 +261,10 @@ def apply(
                 raise StalePlanError(stale)
             the_plan = saved
         else:
-            the_plan = _compute(desired, state, destroy=destroy, overrides=overrides)
+            the_plan = _with_policies(
+                _compute(desired, state, destroy=destroy, overrides=overrides), loaded
+            )
+        _enforce_policies(loaded, the_plan)
         warnings.extend(_plan_warnings(the_plan))
         return _walk(
             the_plan,
@@ -434,6 +518,80 @@ def _walk(
         should_stop=should_stop,
     )
     return ApplyResult(the_plan, outcome, warnings=tuple(warnings))
+
+
+def _evaluate_policies(
+    loaded: LoadedSystem, plan_doc: Mapping[str, Any] | None, today: date | None
+) -> PolicyReport:
+    from datetime import UTC, datetime
+
+    from mlform.policy.engine import evaluate
+    from mlform.policy.inputs import policy_input
+
+    day = today or datetime.now(UTC).date()
+    return evaluate(policy_input(loaded, plan=plan_doc, today=day))
+
+
+def _policy_diagnostics(report: PolicyReport) -> list[Diagnostic]:
+    out = list(report.diagnostics)
+    for finding in report.findings:
+        if finding.exempted_by is not None:
+            continue
+        make = Diagnostic.error if finding.blocking else Diagnostic.warning
+        out.append(
+            make(
+                f"policy {finding.rule}: {finding.message}",
+                f"{finding.level.value} policy. See `mlform policy check` and docs/policies.md; "
+                "fix the config, or add an exemption with a reason and an expiry date.",
+                key=finding.key,
+                file=finding.file,
+                line=finding.line,
+                address=finding.address,
+            )
+        )
+    return out
+
+
+def _with_policies(the_plan: Plan, loaded: LoadedSystem) -> Plan:
+    """The plan with the results of every policy evaluated over the spec and the plan."""
+    from mlform.plan.model import PolicyResult
+    from mlform.plan.render.json import plan_document
+
+    report = _evaluate_policies(loaded, plan_document(the_plan), None)
+    results = tuple(
+        PolicyResult(
+            rule=f.rule,
+            level=f.level.value,
+            passed=False,
+            message=f.message,
+            address=f.address,
+            exempted_by=(
+                None
+                if f.exempted_by is None
+                else f"{f.exempted_by.reason} (until {f.exempted_by.expires.isoformat()})"
+            ),
+            key=f.key,
+            file=f.file,
+            line=f.line,
+        )
+        for f in report.findings
+    )
+    errors = tuple(d.to_dict() for d in report.diagnostics)
+    return the_plan.model_copy(
+        update={"policy_results": results, "diagnostics": the_plan.diagnostics + errors}
+    )
+
+
+def _enforce_policies(loaded: LoadedSystem, the_plan: Plan) -> None:
+    """Apply's gate: mandatory violations (re-evaluated now) block every step."""
+    from mlform.errors import PolicyError
+    from mlform.plan.render.json import plan_document
+
+    stripped = the_plan.model_copy(update={"policy_results": ()})
+    report = _evaluate_policies(loaded, plan_document(stripped), None)
+    blocking = [d for d in _policy_diagnostics(report) if d.severity.value == "error"]
+    if blocking:
+        raise PolicyError(blocking)
 
 
 def _plan_warnings(the_plan: Plan) -> list[Diagnostic]:

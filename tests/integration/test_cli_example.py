@@ -179,3 +179,23 @@ def test_refresh_rehashes_what_size_and_mtime_hide(project: Path) -> None:
     refreshed = _actions(_plan_json(project, "--refresh"))
     assert refreshed["data.patients"] == "update"
     assert refreshed["features.diagnosis"] == "update"
+
+
+def test_refresh_reports_drift_of_data_and_derived_files(project: Path) -> None:
+    import shutil
+
+    assert run_cli(project, "apply", "-s", "dev", "--auto-approve").returncode == 0
+    clean = run_cli(project, "refresh", "-s", "dev", "--detailed-exitcode")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "No drift" in clean.stdout
+
+    csv = project / "data" / "patients.csv"
+    csv.write_bytes(csv.read_bytes().replace(b",west,", b",east,", 1))
+    shown = json.loads(run_cli(project, "state", "show", "features.diagnosis", "-s", "dev").stdout)
+    shutil.rmtree(Path(shown["outputs"]["table"]).parent)
+
+    drift = run_cli(project, "refresh", "-s", "dev", "--detailed-exitcode")
+    assert drift.returncode == 2, drift.stdout + drift.stderr
+    assert "data.patients: changed: content_sha256" in drift.stdout
+    assert "features.diagnosis: no longer exists" in drift.stdout
+    assert "data.tumors" not in drift.stdout

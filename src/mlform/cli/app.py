@@ -19,6 +19,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from mlform import __version__
+from mlform.cli.policy_cmd import policy_app
 
 app = typer.Typer(
     name="mlform",
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 state_app = typer.Typer(help="Inspect and manage recorded state.", no_args_is_help=True)
 app.add_typer(state_app, name="state")
+app.add_typer(policy_app, name="policy")
 
 T = TypeVar("T")
 
@@ -278,6 +280,34 @@ def graph(
         lambda: api.graph(Globals.project, stack, overrides or [], fmt=fmt, with_plan=with_plan)
     )
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@app.command()
+def refresh(
+    stack: StackOpt = None,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="Exit 0: no drift, 1: error, 2: drift.")
+    ] = False,
+) -> None:
+    """Ask the providers what is live now and report recorded objects that drifted."""
+    from rich.markup import escape
+
+    from mlform import api
+    from mlform.cli.console import out, print_diagnostics
+
+    result = _run(lambda: api.refresh(Globals.project, stack))
+    print_diagnostics(result.diagnostics)
+    for item in result.drifted:
+        out().print(f"[yellow]drift[/] {item.address}: {escape(item.detail)}")
+    if result.drifted:
+        out().print(
+            f"\n{len(result.drifted)} of {result.checked} recorded objects drifted. "
+            "Run `mlform plan --refresh` to see the repair, then `mlform apply`."
+        )
+    else:
+        out().print(f"No drift: {result.checked} recorded objects match what is live.")
+    if detailed_exitcode and result.drifted:
+        _exit(2)
 
 
 @app.command()

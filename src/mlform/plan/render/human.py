@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.padding import Padding
 from rich.text import Text
 
-from mlform.plan.model import Action, Plan, ReasonKind, ResourceChange
+from mlform.plan.model import Action, Plan, PolicyResult, ReasonKind, ResourceChange
 from mlform.plan.render.values import ACTION_WORDS, PROVIDER_NOTE, describe_field
 
 __all__ = ["NO_CHANGES", "render_human"]
@@ -134,17 +134,39 @@ def _short(digest: str) -> str:
 
 
 def _print_policy(console: Console, plan: Plan) -> None:
-    notable = [r for r in plan.policy_results if not r.passed or r.exempted_by]
+    """Rule diagnostics, then a "Policy:" block: violations, then the exemptions in force."""
+    from mlform.policy.render.plan_results import plan_policy
+
     for diagnostic in plan.diagnostics:
         console.print(Text(f"{diagnostic.get('severity', 'warning')}: {diagnostic.get('summary')}"))
-    if not notable:
+    policy = plan_policy(plan.policy_results)
+    if not policy.notable:
         return
     console.print()
-    console.print(Text("Policy:", style="bold"))
-    for result in notable:
-        mark = "exempt" if result.exempted_by else result.level
-        where = f" ({result.address})" if result.address else ""
-        line = Text(f"  [{mark}] {result.rule}{where}: {result.message}")
-        if result.exempted_by:
-            line.append(f" — exempted: {result.exempted_by}", style="dim")
-        console.print(line)
+    console.print(Text(policy.summary_line(), style="bold"))
+    for result in policy.violations:
+        style = "bold red" if result.level == "mandatory" else "yellow"
+        head = Text("  ")
+        head.append(f"[{result.level}]", style=style)
+        head.append(f" {result.rule}" + (f"  {result.address}" if result.address else ""))
+        console.print(head)
+        console.print(Padding(_with_location(result.message, result), (0, 0, 0, 6)))
+    if policy.exempted:
+        console.print(Text("  Exemptions in force:"))
+    for result in policy.exempted:
+        console.print(
+            Text(f"    {result.rule}" + (f"  {result.address}" if result.address else ""))
+        )
+        reason = _with_location(f"exempted: {result.exempted_by}", result)
+        console.print(Padding(reason, (0, 0, 0, 6)))
+        console.print(Padding(Text(f"waives: {result.message}", style="dim"), (0, 0, 0, 6)))
+
+
+def _with_location(message: str, result: PolicyResult) -> Text:
+    from mlform.policy.render.plan_results import result_location
+
+    text = Text(message)
+    where = result_location(result)
+    if where:
+        text.append(f" ({where})", style="dim")
+    return text

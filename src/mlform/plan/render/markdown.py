@@ -31,6 +31,9 @@ MAX_COMMENT_CHARS = 65_536
 TEMPLATE_NAME = "plan_comment.md.j2"
 _DESTRUCTIVE_SHOWN = 20
 _WHY_CHARS = 140
+_POLICY_SHOWN = 50  # violations listed in the comment; `mlform policy check` has them all
+_EXEMPTIONS_SHOWN = 20
+_EXEMPTION_CHARS = 200
 
 
 def default_template_dirs() -> list[Path]:
@@ -113,7 +116,46 @@ def _base_context(plan: Plan, changed: list[ResourceChange]) -> dict[str, Any]:
         "format_version": plan.format_version,
         "serial": plan.serial,
         "input_digest": plan.input_digest[:19] + ("…" if len(plan.input_digest) > 19 else ""),
+        "policy": _policy(plan),
     }
+
+
+def _policy(plan: Plan) -> dict[str, Any] | None:
+    """The policy section: violations (capped) and exemptions in force (capped)."""
+    from mlform.policy.render.plan_results import plan_policy, result_location
+
+    policy = plan_policy(plan.policy_results)
+    if not policy.notable:
+        return None
+    return {
+        "summary_line": policy.summary_line(),
+        "mandatory": policy.mandatory,
+        "violations": [
+            {
+                "level": r.level,
+                "rule": r.rule,
+                "address": r.address or "",
+                "message": _clip(r.message, _WHY_CHARS),
+                "where": result_location(r),
+            }
+            for r in policy.violations[:_POLICY_SHOWN]
+        ],
+        "violations_more": max(0, len(policy.violations) - _POLICY_SHOWN),
+        "exempted": [
+            {
+                "rule": r.rule,
+                "address": r.address or "",
+                "reason": _clip(r.exempted_by or "", _EXEMPTION_CHARS),
+                "message": _clip(r.message, _WHY_CHARS),
+            }
+            for r in policy.exempted[:_EXEMPTIONS_SHOWN]
+        ],
+        "exempted_more": max(0, len(policy.exempted) - _EXEMPTIONS_SHOWN),
+    }
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _row(change: ResourceChange) -> dict[str, Any]:
