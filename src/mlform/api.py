@@ -554,7 +554,7 @@ def _policy_diagnostics(report: PolicyReport) -> list[Diagnostic]:
 
 def _with_policies(the_plan: Plan, loaded: LoadedSystem) -> Plan:
     """The plan with the results of every policy evaluated over the spec and the plan."""
-    from mlform.plan.model import PolicyResult
+    from mlform.plan.model import PolicyExemption, PolicyResult
     from mlform.plan.render.json import plan_document
 
     report = _evaluate_policies(loaded, plan_document(the_plan), None)
@@ -576,9 +576,25 @@ def _with_policies(the_plan: Plan, loaded: LoadedSystem) -> Plan:
         )
         for f in report.findings
     )
+    exemptions = tuple(
+        PolicyExemption(
+            rule=e.rule,
+            address=e.address,
+            reason=e.reason,
+            expires=e.expires.isoformat(),
+            file=e.file,
+            line=e.line,
+            waives=tuple(f.message for f in report.findings if f.exempted_by == e),
+        )
+        for e in report.exemptions_in_force
+    )
     errors = tuple(d.to_dict() for d in report.diagnostics)
     return the_plan.model_copy(
-        update={"policy_results": results, "diagnostics": the_plan.diagnostics + errors}
+        update={
+            "policy_results": results,
+            "policy_exemptions": exemptions,
+            "diagnostics": the_plan.diagnostics + errors,
+        }
     )
 
 
@@ -587,7 +603,7 @@ def _enforce_policies(loaded: LoadedSystem, the_plan: Plan) -> None:
     from mlform.errors import PolicyError
     from mlform.plan.render.json import plan_document
 
-    stripped = the_plan.model_copy(update={"policy_results": ()})
+    stripped = the_plan.model_copy(update={"policy_results": (), "policy_exemptions": ()})
     report = _evaluate_policies(loaded, plan_document(stripped), None)
     blocking = [d for d in _policy_diagnostics(report) if d.severity.value == "error"]
     if blocking:

@@ -271,7 +271,21 @@ def test_example_passes_every_builtin_rule(example: dict[str, Any], stack: str) 
         assert {r.id for p in BUILTIN for r in p.rules} - ids == (
             set() if the_plan else {"delivery.analysis", "destroy-protection.prod"}
         )
-    # The example's own custom rule wants two replicas; dev runs one (advisory only).
-    custom = {f.rule for f in report.findings}
-    assert custom == ({"custom.min-replicas"} if stack == "dev" else set())
+    # The example's own custom rule asks prod for two replicas; dev runs one, which is fine.
+    assert report.findings == ()
+
+
+def test_example_custom_rule_fires_for_a_single_replica_prod_deployment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLFORM_SECRET_ALERT_TOKEN", "x")
+    overrides = [
+        "deployments.diagnosis-api.replicas=1",
+        "deployments.diagnosis-api.autoscaling=null",
+    ]
+    loaded = load_system_from(ROOT, "prod", overrides)
+    report = evaluate(policy_input(loaded, plan=None, today=TODAY))
+    [finding] = [f for f in report.findings if f.rule == "custom.min-replicas"]
+    assert finding.address == "deployment.diagnosis-api"
+    assert finding.key == "deployments.diagnosis-api" and finding.line
     assert report.exit_code() == 0

@@ -220,7 +220,7 @@ def test_sarif_rules_results_locations_and_suppressions() -> None:
     run = sarif_document(full_report(), mlform_version="9.9.9")["runs"][0]
     driver = run["tool"]["driver"]
     assert driver["name"] == "mlform" and driver["version"] == "9.9.9"
-    assert driver["informationUri"].startswith("https://")
+    assert "informationUri" not in driver  # mlform has no public home page to point at yet
     rules = driver["rules"]
     assert [r["id"] for r in rules] == [
         "custom.min-replicas",

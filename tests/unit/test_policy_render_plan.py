@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from test_golden_plans import representative_plan
 
-from mlform.plan.model import Plan, PolicyResult
+from mlform.plan.model import Plan, PolicyExemption, PolicyResult
 from mlform.plan.render.human import render_human
 from mlform.plan.render.markdown import MAX_COMMENT_CHARS, render_markdown
 from mlform.policy.render.plan_results import plan_policy
@@ -49,8 +49,29 @@ RESULTS = (
 )
 
 
+EXEMPTIONS = (
+    PolicyExemption(
+        rule="fairness.ratio",
+        address="model.diagnosis",
+        reason="Fairness audit scheduled",
+        expires="2030-06-30",
+        file="configs/system.yaml",
+        line=52,
+        waives=("model.diagnosis has no fairness gate",),
+    ),
+    PolicyExemption(
+        rule="registries.approved",
+        reason="Images are mirrored by the platform team",
+        expires="2027-01-31",
+        file="stacks/prod.yaml",
+        line=30,
+    ),
+)
+
+
 def _with_policy(plan: Plan, results: tuple[PolicyResult, ...] = RESULTS) -> Plan:
-    return plan.model_copy(update={"policy_results": results})
+    exemptions = EXEMPTIONS if any(r.exempted_by for r in results) else ()
+    return plan.model_copy(update={"policy_results": results, "policy_exemptions": exemptions})
 
 
 def test_plan_policy_classifies_and_counts() -> None:
@@ -73,9 +94,11 @@ def test_human_plan_shows_policy_block() -> None:
         "      deployment diagnosis-api runs 1 replica (configs/deployments/diagnosis_api.yaml:7)",
         "  Exemptions in force:",
         "    fairness.ratio  model.diagnosis",
-        "      exempted: Fairness audit scheduled (until 2030-06-30) "
-        "(configs/models/diagnosis.yaml:12)",
+        "      Fairness audit scheduled (until 2030-06-30) (configs/system.yaml:52)",
         "      waives: model.diagnosis has no fairness gate",
+        "    registries.approved",
+        "      Images are mirrored by the platform team (until 2027-01-31) (stacks/prod.yaml:30)",
+        "      waives: nothing in this plan",
     ]
 
 
@@ -99,6 +122,10 @@ def test_markdown_policy_section_after_summary() -> None:
     assert (
         "- `fairness.ratio` on `model.diagnosis`: Fairness audit scheduled (until 2030-06-30); "
         "waives: model.diagnosis has no fairness gate" in text
+    )
+    assert (
+        "- `registries.approved`: Images are mirrored by the platform team (until 2027-01-31); "
+        "waives: nothing in this plan" in text
     )
     assert "model-card.required" not in text
 

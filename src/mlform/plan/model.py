@@ -136,6 +136,18 @@ class PolicyResult(_Frozen):
     line: int | None = None
 
 
+class PolicyExemption(_Frozen):
+    """An exemption in force when the plan was made, and what it waived in this plan."""
+
+    rule: str
+    address: str | None = None
+    reason: str
+    expires: str  # ISO date
+    file: str | None = None
+    line: int | None = None
+    waives: tuple[str, ...] = ()  # messages of the findings it waived (may be none)
+
+
 class Plan(_Frozen):
     format_version: str = PLAN_FORMAT_VERSION
     mlform_version: str
@@ -154,6 +166,7 @@ class Plan(_Frozen):
     input_digest: str = ""
     diagnostics: tuple[dict[str, Any], ...] = ()
     policy_results: tuple[PolicyResult, ...] = ()
+    policy_exemptions: tuple[PolicyExemption, ...] = ()
 
     @property
     def has_changes(self) -> bool:

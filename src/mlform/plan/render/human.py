@@ -135,11 +135,11 @@ def _short(digest: str) -> str:
 
 def _print_policy(console: Console, plan: Plan) -> None:
     """Rule diagnostics, then a "Policy:" block: violations, then the exemptions in force."""
-    from mlform.policy.render.plan_results import plan_policy
+    from mlform.policy.render.plan_results import exemption_location, plan_policy
 
     for diagnostic in plan.diagnostics:
         console.print(Text(f"{diagnostic.get('severity', 'warning')}: {diagnostic.get('summary')}"))
-    policy = plan_policy(plan.policy_results)
+    policy = plan_policy(plan.policy_results, plan.policy_exemptions)
     if not policy.notable:
         return
     console.print()
@@ -151,15 +151,18 @@ def _print_policy(console: Console, plan: Plan) -> None:
         head.append(f" {result.rule}" + (f"  {result.address}" if result.address else ""))
         console.print(head)
         console.print(Padding(_with_location(result.message, result), (0, 0, 0, 6)))
-    if policy.exempted:
+    if policy.exemptions:
         console.print(Text("  Exemptions in force:"))
-    for result in policy.exempted:
-        console.print(
-            Text(f"    {result.rule}" + (f"  {result.address}" if result.address else ""))
-        )
-        reason = _with_location(f"exempted: {result.exempted_by}", result)
+    for exemption in policy.exemptions:
+        target = f"  {exemption.address}" if exemption.address else ""
+        console.print(Text(f"    {exemption.rule}{target}"))
+        reason = Text(f"{exemption.reason} (until {exemption.expires})")
+        where = exemption_location(exemption)
+        if where:
+            reason.append(f" ({where})", style="dim")
         console.print(Padding(reason, (0, 0, 0, 6)))
-        console.print(Padding(Text(f"waives: {result.message}", style="dim"), (0, 0, 0, 6)))
+        waived = "; ".join(exemption.waives) or "nothing in this plan"
+        console.print(Padding(Text(f"waives: {waived}", style="dim"), (0, 0, 0, 6)))
 
 
 def _with_location(message: str, result: PolicyResult) -> Text:

@@ -124,7 +124,7 @@ def _policy(plan: Plan) -> dict[str, Any] | None:
     """The policy section: violations (capped) and exemptions in force (capped)."""
     from mlform.policy.render.plan_results import plan_policy, result_location
 
-    policy = plan_policy(plan.policy_results)
+    policy = plan_policy(plan.policy_results, plan.policy_exemptions)
     if not policy.notable:
         return None
     return {
@@ -143,14 +143,14 @@ def _policy(plan: Plan) -> dict[str, Any] | None:
         "violations_more": max(0, len(policy.violations) - _POLICY_SHOWN),
         "exempted": [
             {
-                "rule": r.rule,
-                "address": r.address or "",
-                "reason": _clip(r.exempted_by or "", _EXEMPTION_CHARS),
-                "message": _clip(r.message, _WHY_CHARS),
+                "rule": e.rule,
+                "address": e.address or "",
+                "reason": _clip(f"{e.reason} (until {e.expires})", _EXEMPTION_CHARS),
+                "message": _clip("; ".join(e.waives) or "nothing in this plan", _WHY_CHARS),
             }
-            for r in policy.exempted[:_EXEMPTIONS_SHOWN]
+            for e in policy.exemptions[:_EXEMPTIONS_SHOWN]
         ],
-        "exempted_more": max(0, len(policy.exempted) - _EXEMPTIONS_SHOWN),
+        "exempted_more": max(0, len(policy.exemptions) - _EXEMPTIONS_SHOWN),
     }
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mlform.plan.model import PolicyResult
+from mlform.plan.model import PolicyExemption, PolicyResult
 
-__all__ = ["PlanPolicy", "plan_policy", "result_location"]
+__all__ = ["PlanPolicy", "exemption_location", "plan_policy", "result_location"]
 
 _LEVEL_ORDER = {"mandatory": 0, "advisory": 1}
 
@@ -20,6 +20,7 @@ _LEVEL_ORDER = {"mandatory": 0, "advisory": 1}
 class PlanPolicy:
     violations: tuple[PolicyResult, ...]  # failed and not exempted; mandatory first
     exempted: tuple[PolicyResult, ...]  # waived by an exemption in force
+    exemptions: tuple[PolicyExemption, ...] = ()  # every exemption in force
 
     @property
     def mandatory(self) -> int:
@@ -31,7 +32,7 @@ class PlanPolicy:
 
     @property
     def notable(self) -> bool:
-        return bool(self.violations or self.exempted)
+        return bool(self.violations or self.exempted or self.exemptions)
 
     def summary_line(self) -> str:
         """``Policy: 1 mandatory, 0 advisory violations, 1 exempted`` (as policy check)."""
@@ -51,11 +52,25 @@ def _order(result: PolicyResult) -> tuple[int, str, str, str, str]:
     )
 
 
-def plan_policy(results: Iterable[PolicyResult]) -> PlanPolicy:
+def plan_policy(
+    results: Iterable[PolicyResult], exemptions: Iterable[PolicyExemption] = ()
+) -> PlanPolicy:
     results = list(results)
     violations = [r for r in results if not r.passed and r.exempted_by is None]
     exempted = [r for r in results if r.exempted_by is not None]
-    return PlanPolicy(tuple(sorted(violations, key=_order)), tuple(sorted(exempted, key=_order)))
+    in_force = sorted(exemptions, key=lambda e: (e.rule, e.address or "", e.expires))
+    return PlanPolicy(
+        tuple(sorted(violations, key=_order)),
+        tuple(sorted(exempted, key=_order)),
+        tuple(in_force),
+    )
+
+
+def exemption_location(exemption: PolicyExemption) -> str:
+    if not exemption.file:
+        return ""
+    path = exemption.file.replace("\\", "/")
+    return f"{path}:{exemption.line}" if exemption.line else path
 
 
 def result_location(result: PolicyResult) -> str:

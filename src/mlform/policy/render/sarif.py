@@ -21,12 +21,11 @@ from mlform.diagnostics import Diagnostic, Severity
 from mlform.policy.model import Exemption, Finding, Level, PolicyReport, RuleInfo
 from mlform.policy.render.common import exemption_note, rule_errors, sorted_findings
 
-__all__ = ["INFORMATION_URI", "SARIF_SCHEMA", "render_sarif", "sarif_document", "sarif_level"]
+__all__ = ["SARIF_SCHEMA", "render_sarif", "sarif_document", "sarif_level"]
 
 SARIF_SCHEMA = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 )
-INFORMATION_URI = "https://github.com/mlform/mlform"
 _FINGERPRINT = "mlformFinding/v1"
 
 
@@ -189,7 +188,6 @@ def sarif_document(report: PolicyReport, *, mlform_version: str = __version__) -
             "driver": {
                 "name": "mlform",
                 "version": mlform_version,
-                "informationUri": INFORMATION_URI,
                 "rules": [_rule(r) for r in rules],
             }
         },
