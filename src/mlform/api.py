@@ -136,19 +136,30 @@ def plan(
     *,
     destroy: bool = False,
     refresh: bool = False,
+    lock: bool = True,
+    lock_timeout: float = 0.0,
 ) -> PlanResult:
     """Compute the plan for (config, recorded state); offline: reads config, data and state.
 
     Data files are re-hashed only when their size or mtime moved, unless ``refresh``
-    asks to hash every one of them in full.
+    asks to hash every one of them in full. Like Terraform, the state is read under the
+    state lock (waiting up to ``lock_timeout`` seconds for an apply to finish) unless
+    ``lock`` is False.
     """
     loaded = load(project_dir, stack, overrides)
     desired = _resolve(loaded, refresh=refresh)
-    state = _store(loaded).read()
+    store = _store(loaded)
+    warnings: list[Diagnostic] = list(loaded.warnings)
+    if lock:
+        with store.lock("plan", timeout=lock_timeout) as held:
+            warnings.extend(_stale_lock_warning(held))
+            state = store.read()
+    else:
+        state = store.read()
     the_plan = _with_policies(
         _compute(desired, state, destroy=destroy, overrides=overrides), loaded
     )
-    return PlanResult(the_plan, desired, (*loaded.warnings, *_plan_warnings(the_plan)))
+    return PlanResult(the_plan, desired, (*warnings, *_plan_warnings(the_plan)))
 
 
 def policy_check(

@@ -177,6 +177,10 @@ def plan(
             "--refresh", help="Re-hash data sources fully instead of trusting size/mtime."
         ),
     ] = False,
+    lock: Annotated[
+        bool, typer.Option("--lock/--no-lock", help="Read the state under the state lock.")
+    ] = True,
+    lock_timeout: Annotated[float, typer.Option(help="Seconds to wait for the state lock.")] = 0.0,
 ) -> None:
     """Show what apply would change, and why."""
     from mlform import api
@@ -185,7 +189,15 @@ def plan(
     if fmt not in ("text", "json", "markdown"):
         _usage(f"unknown --format {fmt!r}: use text, json or markdown")
     result = _run(
-        lambda: api.plan(Globals.project, stack, overrides or [], destroy=destroy, refresh=refresh)
+        lambda: api.plan(
+            Globals.project,
+            stack,
+            overrides or [],
+            destroy=destroy,
+            refresh=refresh,
+            lock=lock,
+            lock_timeout=lock_timeout,
+        )
     )
     print_diagnostics(result.diagnostics)
     text = _render_plan(result.plan, fmt, detailed)
