@@ -199,3 +199,29 @@ def test_refresh_reports_drift_of_data_and_derived_files(project: Path) -> None:
     assert "data.patients: changed: content_sha256" in drift.stdout
     assert "features.diagnosis: no longer exists" in drift.stdout
     assert "data.tumors" not in drift.stdout
+
+
+def test_rollback_to_a_serial_taken_mid_apply(project: Path) -> None:
+    """Serial 3 was written while data.tumors was being created (pending, no config yet)."""
+    assert (
+        run_cli(project, "apply", "-s", "dev", "--auto-approve", "--parallelism", "1").returncode
+        == 0
+    )
+    planned = run_cli(project, "rollback", "-s", "dev", "--to", "3")
+    assert planned.returncode == 0, planned.stderr
+    applied = run_cli(project, "rollback", "-s", "dev", "--to", "3", "--apply", "-y")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "Traceback" not in applied.stderr
+    # What did not exist yet at serial 3 is gone; what did is kept; the state still parses.
+    snapshot = json.loads(
+        (project / ".mlform" / "stacks" / "dev" / "history" / "00000003.json").read_text()
+    )
+    assert snapshot["objects"]["data.tumors"]["status"] == "pending"
+    listed = run_cli(project, "state", "list", "-s", "dev")
+    assert listed.returncode == 0
+    assert "data.patients" in listed.stdout
+    assert "data.tumors" not in listed.stdout
+    assert "features.diagnosis" not in listed.stdout
+    # And the next ordinary apply brings the configured system back.
+    assert run_cli(project, "apply", "-s", "dev", "--auto-approve").returncode == 0
+    assert "features.diagnosis" in run_cli(project, "state", "list", "-s", "dev").stdout

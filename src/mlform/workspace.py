@@ -1,0 +1,163 @@
+"""The things derived from a loaded system that every library call needs.
+
+Where its project lives, where its state is kept, its desired system, the provider
+registry and context, its plan, and the warnings every plan and lock may carry. Plain
+functions over a :class:`~mlform.spec.declared.LoadedSystem`; heavy modules (Hydra,
+pydantic models, DuckDB) are imported inside them so that importing this stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlform import __version__
+from mlform.diagnostics import Diagnostic
+from mlform.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlform.desired.model import DesiredSystem
+    from mlform.plan.model import Plan
+    from mlform.providers.base import ProviderContext
+    from mlform.providers.registry import ProviderRegistry
+    from mlform.spec.declared import LoadedSystem
+    from mlform.state.model import RecordedObject, StateDocument
+    from mlform.state.store import LocalStateStore
+
+PathLike = str | Path
+
+
+def project_root(project_dir: PathLike) -> Path:
+    """The resolved project directory; ConfigError when it holds no configs/system.yaml."""
+    root = Path(project_dir).resolve()
+    if not (root / "configs" / "system.yaml").is_file():
+        raise ConfigError(
+            [
+                Diagnostic.error(
+                    f"no mlform project at {root}",
+                    "A project has configs/system.yaml. Run mlform from the project directory, "
+                    "pass --project DIR, or create one with `mlform init DIR`.",
+                    file="configs/system.yaml",
+                )
+            ]
+        )
+    return root
+
+
+def load_system(
+    project_dir: PathLike, stack: str | None, overrides: Sequence[str] = ()
+) -> LoadedSystem:
+    """Compose and validate the system config of the project at ``project_dir``."""
+    from mlform.spec import load_system_from
+
+    root = project_root(project_dir)
+    return load_system_from(root, stack, list(overrides))
+
+
+def state_dir(loaded: LoadedSystem) -> Path:
+    """The stack's state directory under the backend path (``.mlform`` by default)."""
+    backend = loaded.settings.get("backend") or {}
+    path = Path(str(backend.get("path") or ".mlform"))
+    base = path if path.is_absolute() else loaded.project_dir / path
+    return base / "stacks" / loaded.stack
+
+
+def state_store(loaded: LoadedSystem) -> LocalStateStore:
+    from mlform.state.store import LocalStateStore
+
+    return LocalStateStore(state_dir(loaded))
+
+
+def state_store_for(project_dir: PathLike, stack: str | None) -> LocalStateStore:
+    """The state store of a stack, loading the project's config to find it."""
+    return state_store(load_system(project_dir, stack))
+
+
+def resolve_desired(loaded: LoadedSystem, *, refresh: bool = False) -> DesiredSystem:
+    """The desired system; ``refresh`` forgets the fingerprint cache and re-hashes in full."""
+    from mlform.desired.fingerprint import FingerprintCache
+    from mlform.desired.resolve import resolve
+
+    cache = FingerprintCache(state_dir(loaded) / "cache" / "fingerprints.json")
+    if refresh:
+        cache.forget()
+    return resolve(loaded, cache=cache)
+
+
+def provider_registry() -> ProviderRegistry:
+    from mlform.providers.registry import default_registry
+
+    return default_registry()
+
+
+def provider_context(loaded: LoadedSystem) -> ProviderContext:
+    from functools import partial
+
+    from mlform.providers.base import ProviderContext
+    from mlform.secrets import reveal
+
+    return ProviderContext(
+        project_dir=loaded.project_dir,
+        state_dir=state_dir(loaded),
+        stack=loaded.stack,
+        reveal=partial(reveal, project_dir=loaded.project_dir),
+    )
+
+
+def compute(
+    desired: DesiredSystem,
+    state: StateDocument | None,
+    *,
+    destroy: bool,
+    overrides: Sequence[str],
+) -> Plan:
+    """The plan for (desired, recorded state), carrying the overrides it was made with."""
+    from mlform.plan.compute import compute_plan
+
+    computed = compute_plan(
+        desired,
+        state,
+        supported_kinds=provider_registry().supported_kinds(),
+        destroy=destroy,
+        mlform_version=__version__,
+    )
+    return computed.model_copy(update={"overrides": tuple(overrides)})
+
+
+def plan_warnings(the_plan: Plan) -> list[Diagnostic]:
+    """A warning naming the kinds the plan changes that no provider handles yet."""
+    unsupported = sorted(
+        {c.kind for c in the_plan.changes if not c.provider_available and c.action != "no-op"}
+    )
+    if not unsupported:
+        return []
+    kinds = ", ".join(unsupported)
+    return [
+        Diagnostic.warning(
+            f"no provider yet for {kinds} objects",
+            "apply skips those steps (and the steps that depend on them); they stay in the "
+            "plan until a release of mlform provides them.",
+        )
+    ]
+
+
+def stale_lock_warning(lock: Any) -> list[Diagnostic]:
+    """A warning when taking the state lock broke one left by a process that is gone."""
+    stale = getattr(lock, "broke_stale", None)
+    if not stale:
+        return []
+    return [
+        Diagnostic.warning(
+            "removed a stale state lock",
+            f"The previous lock holder ({stale}) is no longer running; its unfinished steps are "
+            "planned again.",
+        )
+    ]
+
+
+def address_order(record: RecordedObject) -> tuple[int, str]:
+    """Sort key of a recorded object: the order of its address."""
+    from mlform.addresses import Address
+
+    return Address.parse(record.address).sort_key()
