@@ -225,3 +225,25 @@ def test_rollback_to_a_serial_taken_mid_apply(project: Path) -> None:
     # And the next ordinary apply brings the configured system back.
     assert run_cli(project, "apply", "-s", "dev", "--auto-approve").returncode == 0
     assert "features.diagnosis" in run_cli(project, "state", "list", "-s", "dev").stdout
+
+
+def test_state_export_then_import_keeps_lineage_and_bumps_serial(project: Path) -> None:
+    assert run_cli(project, "apply", "-s", "dev", "--auto-approve").returncode == 0
+    exported = run_cli(project, "state", "export", "-s", "dev")
+    assert exported.returncode == 0, exported.stderr
+    document = json.loads(exported.stdout)
+    backup = project / "backup.json"
+    backup.write_text(exported.stdout)
+
+    imported = run_cli(project, "state", "import", str(backup), "-s", "dev")
+    assert imported.returncode == 0, imported.stderr
+    after = json.loads(run_cli(project, "state", "export", "-s", "dev").stdout)
+    assert after["lineage"] == document["lineage"]
+    assert after["serial"] == document["serial"] + 1
+    assert after["objects"] == document["objects"]
+
+    foreign = dict(document, lineage="00000000-0000-4000-8000-000000000000")
+    backup.write_text(json.dumps(foreign))
+    refused = run_cli(project, "state", "import", str(backup), "-s", "dev")
+    assert refused.returncode == 1 and "lineage" in refused.stderr
+    assert "Traceback" not in refused.stderr
