@@ -197,12 +197,31 @@ def test_exemption_for_an_undeclared_object_warns() -> None:
     ]
 
 
-def test_references_are_checked_only_once_the_schema_is_valid() -> None:
+def test_references_are_reported_together_with_type_errors() -> None:
     data = system()
     data["models"]["clf"]["features"] = "nope"
     data["models"]["clf"]["task"] = "ranking"
+    data["deployments"]["api"]["replicas"] = "many"
+    data["monitors"]["drift"]["deployment"] = "apii"
     found = errors(data)
-    assert [d.key for d in found] == ["models.clf.task"]
+    assert sorted(d.key or "" for d in found) == [
+        "deployments.api.replicas",
+        "models.clf.features",
+        "models.clf.task",
+        "monitors.drift.deployment",
+    ]
+    monitor = next(d for d in found if d.key == "monitors.drift.deployment")
+    assert "deployments.apii" in monitor.summary and "api" in monitor.detail
+
+
+def test_a_reference_with_a_type_error_is_reported_once() -> None:
+    data = system()
+    data["models"]["clf"]["features"] = 42
+    data["deployments"]["api"]["model"] = "missing"
+    data["deployments"]["api"]["replicas"] = "many"
+    keys = [d.key for d in errors(data)]
+    assert keys.count("models.clf.features") == 1
+    assert "deployments.api.model" in keys
 
 
 def test_a_name_in_both_data_and_features_means_the_data_source() -> None:

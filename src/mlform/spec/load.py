@@ -18,6 +18,7 @@ from mlform.diagnostics import Diagnostic, Severity
 from mlform.errors import ConfigError
 from mlform.spec.declared import DeclaredObject, LoadedSystem
 from mlform.spec.problems import Origin, spec_diagnostics
+from mlform.spec.raw_references import check_raw_references
 from mlform.spec.references import check_references, deployment_models
 from mlform.spec.system import SETTING_SECTIONS, SystemSpec
 
@@ -39,7 +40,10 @@ def validate_spec(
     try:
         spec = SystemSpec.model_validate(dict(data))
     except ValidationError as exc:
-        return None, spec_diagnostics(exc.errors(), dict(data), provenance)
+        problems = spec_diagnostics(exc.errors(), dict(data), provenance)
+        # Report broken references now too, not only once the types are fixed.
+        flagged = {p.key for p in problems if p.key}
+        return None, problems + check_raw_references(data, provenance, flagged)
     problems = check_references(spec, provenance)
     has_errors = any(p.severity is Severity.ERROR for p in problems)
     return (None if has_errors else spec), problems

@@ -23,13 +23,7 @@ def check_references(spec: SystemSpec, provenance: Mapping[str, Origin]) -> list
     out = Diagnostics()
 
     def missing(key: str, name: str, section: str, choices: Iterable[str]) -> None:
-        names = sorted(choices)
-        out.error(
-            f"{key} refers to {section}.{name}, which is not declared",
-            f"Declare {section}.{name}, or change {key} to one of: "
-            f"{', '.join(names) or 'none declared'}.{hint(name, names)}",
-            **where(key, provenance),
-        )
+        out.add(missing_reference(key, name, section, choices, provenance))
 
     profiles = spec.resources.profiles
     for name, feature in spec.features.items():
@@ -59,6 +53,19 @@ def check_references(spec: SystemSpec, provenance: Mapping[str, Origin]) -> list
     out.extend(_columns(spec, provenance))
     out.extend(_exemptions(spec, provenance))
     return out.items
+
+
+def missing_reference(
+    key: str, name: str, section: str, choices: Iterable[str], provenance: Mapping[str, Origin]
+) -> Diagnostic:
+    """``key`` names ``section.name``, which is not declared: say what is."""
+    names = sorted(choices)
+    return Diagnostic.error(
+        f"{key} refers to {section}.{name}, which is not declared",
+        f"Declare {section}.{name}, or change {key} to one of: "
+        f"{', '.join(names) or 'none declared'}.{hint(name, names)}",
+        **where(key, provenance),
+    )
 
 
 def _deployment_models(name: str, deployment: DeploymentSpec) -> list[tuple[str, str]]:
