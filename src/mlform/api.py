@@ -127,9 +127,8 @@ def plan(
             state = store.read()
     else:
         state = store.read()
-    the_plan = gate.with_policies(
-        workspace.compute(desired, state, destroy=destroy, overrides=overrides), loaded
-    )
+    the_plan = workspace.compute(desired, state, destroy=destroy, overrides=overrides)
+    the_plan = gate.with_policies(the_plan, gate.evaluate_plan(loaded, the_plan))
     return PlanResult(the_plan, desired, (*warnings, *workspace.plan_warnings(the_plan)))
 
 
@@ -221,10 +220,11 @@ def apply(
                 raise StalePlanError(stale)
             the_plan = saved
         else:
-            the_plan = gate.with_policies(
-                workspace.compute(desired, state, destroy=destroy, overrides=overrides), loaded
-            )
-        gate.enforce_policies(loaded, the_plan)
+            the_plan = workspace.compute(desired, state, destroy=destroy, overrides=overrides)
+        report = gate.evaluate_plan(loaded, the_plan)
+        if saved is None:
+            the_plan = gate.with_policies(the_plan, report)
+        gate.enforce_policies(report)
         warnings.extend(workspace.plan_warnings(the_plan))
         return walk(
             the_plan,

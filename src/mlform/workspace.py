@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlform import __version__
 from mlform.diagnostics import Diagnostic
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mlform.providers.base import ProviderContext
     from mlform.providers.registry import ProviderRegistry
     from mlform.spec.declared import LoadedSystem
+    from mlform.state.lock import LockInfo
     from mlform.state.model import RecordedObject, StateDocument
     from mlform.state.store import LocalStateStore
 
@@ -142,10 +143,10 @@ def plan_warnings(the_plan: Plan) -> list[Diagnostic]:
     ]
 
 
-def stale_lock_warning(lock: Any) -> list[Diagnostic]:
+def stale_lock_warning(lock: LockInfo) -> list[Diagnostic]:
     """A warning when taking the state lock broke one left by a process that is gone."""
-    stale = getattr(lock, "broke_stale", None)
-    if not stale:
+    stale = lock.broke_stale
+    if stale is None:
         return []
     return [
         Diagnostic.warning(

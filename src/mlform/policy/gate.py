@@ -1,8 +1,9 @@
 """The policy gate of validate, plan and apply.
 
 ``validate`` reports policy findings as diagnostics, ``plan`` records them on the plan
-(results and the exemptions in force), and ``apply`` re-evaluates them under the state
-lock and refuses to change anything while a mandatory policy is violated.
+(results and the exemptions in force), and ``apply`` evaluates them under the state lock
+(once, also for a saved plan) and refuses to change anything while a mandatory policy is
+violated.
 """
 
 from __future__ import annotations
@@ -54,12 +55,18 @@ def policy_diagnostics(report: PolicyReport) -> list[Diagnostic]:
     return out
 
 
-def with_policies(the_plan: Plan, loaded: LoadedSystem) -> Plan:
-    """The plan with the results of every policy evaluated over the spec and the plan."""
-    from mlform.plan.model import PolicyExemption, PolicyResult
+def evaluate_plan(loaded: LoadedSystem, the_plan: Plan) -> PolicyReport:
+    """Every policy over the spec and ``the_plan`` (its own recorded results left out)."""
     from mlform.plan.render.json import plan_document
 
-    report = evaluate_policies(loaded, plan_document(the_plan), None)
+    bare = the_plan.model_copy(update={"policy_results": (), "policy_exemptions": ()})
+    return evaluate_policies(loaded, plan_document(bare), None)
+
+
+def with_policies(the_plan: Plan, report: PolicyReport) -> Plan:
+    """The plan with the results of ``report`` recorded on it."""
+    from mlform.plan.model import PolicyExemption, PolicyResult
+
     results = tuple(
         PolicyResult(
             rule=f.rule,
@@ -100,13 +107,10 @@ def with_policies(the_plan: Plan, loaded: LoadedSystem) -> Plan:
     )
 
 
-def enforce_policies(loaded: LoadedSystem, the_plan: Plan) -> None:
-    """Apply's gate: mandatory violations (re-evaluated now) block every step."""
+def enforce_policies(report: PolicyReport) -> None:
+    """Apply's gate: mandatory violations block every step."""
     from mlform.errors import PolicyError
-    from mlform.plan.render.json import plan_document
 
-    stripped = the_plan.model_copy(update={"policy_results": (), "policy_exemptions": ()})
-    report = evaluate_policies(loaded, plan_document(stripped), None)
     blocking = [d for d in policy_diagnostics(report) if d.severity.value == "error"]
     if blocking:
         raise PolicyError(blocking)
