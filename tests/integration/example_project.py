@@ -7,6 +7,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_PARTS = ("configs", "stacks", "ml", "data")
@@ -17,6 +20,12 @@ def copy_example(dest: Path) -> Path:
     for part in EXAMPLE_PARTS:
         shutil.copytree(REPO / part, dest / part)
     return dest
+
+
+def example_config(relative: str) -> dict[str, Any]:
+    """One object's config exactly as the example declares it (``configs/<relative>``)."""
+    loaded: dict[str, Any] = yaml.safe_load((REPO / "configs" / relative).read_text())
+    return loaded
 
 
 def run_cli(

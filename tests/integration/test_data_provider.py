@@ -15,6 +15,7 @@ import duckdb
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
+from example_project import example_config
 
 from mlform.addresses import Address
 from mlform.diagnostics import Severity
@@ -35,38 +36,8 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
-# Mirrors configs/data/patients.yaml.
-PATIENTS: dict[str, Any] = {
-    "kind": "file",
-    "path": "data/patients.csv",
-    "format": "csv",
-    "schema": {
-        "strict": True,
-        "columns": {
-            "sample_id": {"type": "int64", "nullable": False},
-            "email": {"type": "string", "pii": True},
-            "sex": {"type": "category", "values": ["F", "M"]},
-            "age": {"type": "int64"},
-            "region": {"type": "category", "values": ["north", "south", "east", "west"]},
-            "registered_at": {"type": "timestamp"},
-        },
-    },
-    "freshness": {"column": "registered_at", "max_age": "3650d"},
-}
-# Mirrors configs/data/tumors.yaml.
-TUMORS: dict[str, Any] = {
-    "kind": "sklearn",
-    "dataset": "breast_cancer",
-    "schema": {
-        "strict": False,
-        "columns": {
-            "sample_id": {"type": "int64", "nullable": False},
-            "mean_radius": {"type": "float64"},
-            "worst_concave_points": {"type": "float64"},
-            "target": {"type": "int64", "nullable": False},
-        },
-    },
-}
+PATIENTS: dict[str, Any] = example_config("data/patients.yaml")
+TUMORS: dict[str, Any] = example_config("data/tumors.yaml")
 
 
 @pytest.fixture

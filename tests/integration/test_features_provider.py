@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from example_project import example_config
 
 from mlform.addresses import Address
 from mlform.diagnostics import Diagnostic
@@ -29,46 +30,10 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Mirror configs/data/tumors.yaml, configs/data/patients.yaml, configs/features/diagnosis.yaml.
-TUMORS: dict[str, Any] = {
-    "kind": "sklearn",
-    "dataset": "breast_cancer",
-    "schema": {"strict": False, "columns": {"sample_id": {"type": "int64", "nullable": False}}},
-}
-PATIENTS: dict[str, Any] = {
-    "kind": "file",
-    "path": "data/patients.csv",
-    "format": "csv",
-    "schema": {
-        "strict": True,
-        "columns": {
-            "sample_id": {"type": "int64", "nullable": False},
-            "email": {"type": "string", "pii": True},
-            "sex": {"type": "category", "values": ["F", "M"]},
-            "age": {"type": "int64"},
-            "region": {"type": "category", "values": ["north", "south", "east", "west"]},
-            "registered_at": {"type": "timestamp"},
-        },
-    },
-}
-DIAGNOSIS: dict[str, Any] = {
-    "entity": ["sample_id"],
-    "sources": ["tumors", "patients"],
-    "query": (
-        "SELECT t.*, p.sex, p.age, p.region\n"
-        "FROM tumors AS t\n"
-        "JOIN patients AS p USING (sample_id)\n"
-    ),
-    "transforms": [
-        {"op": "derive", "column": "radius_ratio", "expression": "worst_radius / mean_radius"},
-        {"op": "one_hot", "columns": ["region"]},
-        {"op": "drop", "columns": ["region"]},
-    ],
-    "label": "target",
-    "sensitive": ["sex"],
-    "split": {"test_size": 0.2, "seed": 42, "stratify": "target"},
-    "offline_store": {"format": "parquet"},
-}
+# The example's own configs: data.tumors, data.patients and features.diagnosis.
+TUMORS: dict[str, Any] = example_config("data/tumors.yaml")
+PATIENTS: dict[str, Any] = example_config("data/patients.yaml")
+DIAGNOSIS: dict[str, Any] = example_config("features/diagnosis.yaml")
 ADDRESS = Address.parse("features.diagnosis")
 
 
