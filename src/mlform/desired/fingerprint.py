@@ -67,14 +67,14 @@ def digest(value: Any) -> str:
     return digest_bytes(canonical_json(value).encode("utf-8"))
 
 
-def short_digest(value: str | None, *, prefix: bool = True) -> str:
+def short_digest(value: str | None, *, prefix: bool = True, length: int = 8) -> str:
     """``sha256:ab12cd34…`` (or ``ab12cd34…``); ``none`` when there is no digest."""
     if not value:
         return "none"
     algo, _, hexpart = value.partition(":")
     if not hexpart:
         algo, hexpart = "", value
-    text = hexpart[:8] + "…"
+    text = hexpart[:length] + "…"
     return f"{algo}:{text}" if prefix and algo else text
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.padding import Padding
 from rich.text import Text
 
+from mlform.desired.fingerprint import short_digest
 from mlform.plan.model import Action, Plan, PolicyResult, ReasonKind, ResourceChange
 from mlform.plan.render.values import ACTION_WORDS, PROVIDER_NOTE, describe_field
 
@@ -121,16 +122,11 @@ def _print_change(console: Console, change: ResourceChange, *, detailed: bool) -
             console.print(Padding(Text(deps, style="dim"), (0, 0, 0, 6)))
         if change.fingerprints:
             prints = ", ".join(
-                f"{name} {_short(value)}" for name, value in sorted(change.fingerprints.items())
+                f"{name} {short_digest(value, length=12)}"
+                for name, value in sorted(change.fingerprints.items())
             )
             console.print(Padding(Text(f"fingerprints: {prints}", style="dim"), (0, 0, 0, 6)))
     console.print()
-
-
-def _short(digest: str) -> str:
-    """``sha256:ab12cd34ef56…``: enough to tell versions apart; JSON keeps the full digest."""
-    algo, sep, hexpart = digest.partition(":")
-    return f"{algo}:{hexpart[:12]}…" if sep else f"{digest[:12]}…"
 
 
 def _print_policy(console: Console, plan: Plan) -> None:
