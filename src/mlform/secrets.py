@@ -52,10 +52,6 @@ SECRET_TOKEN_RE = re.compile(r"<secret:([A-Za-z0-9][A-Za-z0-9_.\-]{0,127}):([0-9
 
 SecretLookup = Callable[[str], "str | None"]
 
-# Keys this process has loaded, so that ``reveal`` without an explicit key can verify
-# tokens made by an earlier compose in the same process (a cache, not configuration).
-_known_keys: dict[str, bytes] = {}
-
 
 def secret_env_var(name: str) -> str:
     """The environment variable that holds secret ``name``: ``MLFORM_SECRET_<NAME>``."""
@@ -140,9 +136,7 @@ def load_hmac_key(project_dir: Path | None) -> bytes:
             tmp.unlink()
         else:
             os.replace(tmp, path)
-    key = path.read_text(encoding="ascii").strip().encode("ascii")
-    _known_keys[str(path.resolve())] = key
-    return key
+    return path.read_text(encoding="ascii").strip().encode("ascii")
 
 
 def find_tokens(obj: Any) -> set[str]:
@@ -164,15 +158,18 @@ def reveal(
 ) -> Any:
     """A copy of ``obj`` with every secret token replaced by the secret's clear value.
 
+    Tokens are checked with ``key``, or else the project's key (``load_hmac_key``).
     Raises ConfigError when a secret is missing or its value no longer matches the
     token (the secret changed since the config was composed: plan again).
     """
-    candidates = _candidate_keys(key, project_dir)
+    keys: list[bytes] = [] if key is None else [key]
 
     def clear(match: re.Match[str]) -> str:
         name, digest = match.group(1), match.group(2)
         value = read_secret(name, lookup)
-        if not any(redact_token(name, value, k).endswith(f":{digest}>") for k in candidates):
+        if not keys:  # only when there is a token to check
+            keys.append(load_hmac_key(project_dir))
+        if not redact_token(name, value, keys[0]).endswith(f":{digest}>"):
             raise ConfigError(
                 [
                     Diagnostic.error(
@@ -185,19 +182,6 @@ def reveal(
         return value
 
     return _map_strings(obj, lambda text: SECRET_TOKEN_RE.sub(clear, text))
-
-
-def _candidate_keys(key: bytes | None, project_dir: Path | None) -> list[bytes]:
-    if key is not None:
-        return [key]
-    keys: list[bytes] = []
-    if os.environ.get(KEY_ENV):
-        keys.append(os.environ[KEY_ENV].encode("utf-8"))
-    for directory in (project_dir, Path.cwd()):
-        if directory is not None and key_file(directory).is_file():
-            keys.append(key_file(directory).read_text(encoding="ascii").strip().encode("ascii"))
-    keys.extend(_known_keys.values())
-    return keys
 
 
 def _strings(obj: Any) -> Iterable[str]:
