@@ -8,10 +8,12 @@ with status 1. Everything mlform raises on purpose derives from :class:`MlformEr
     ├── DiagnosticsError      one or more user-facing diagnostics (config, spec, plan)
     │   ├── ConfigError       composition or validation of the system config failed
     │   ├── StalePlanError    a saved plan no longer matches state or inputs
-    │   └── PolicyError       a mandatory policy blocks the operation
+    │   ├── PolicyError       a mandatory policy blocks the operation
+    │   └── InfraError        Pulumi failed to provision the stack's infrastructure
     ├── StateError            the state backend cannot be read or written
     │   ├── StateLockedError  another process holds the state lock
     │   └── StateConflictError the state serial moved underneath a writer
+    ├── ToolchainError        the Pulumi CLI or a plugin is missing (says how to fix it)
     └── UserCodeError         user code (a _target_ module, a transform) raised
 """
 
@@ -71,3 +73,18 @@ class UserCodeError(MlformError):
         super().__init__(f"{step}: {message}")
         self.step = step
         self.user_frame = user_frame
+
+
+class ToolchainError(MlformError):
+    """A tool mlform runs (the Pulumi CLI, a provider plugin) is missing or the wrong version.
+
+    ``fix`` is the exact command that installs it.
+    """
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(f"{message}; run: {fix}")
+        self.fix = fix
+
+
+class InfraError(DiagnosticsError):
+    """Pulumi could not provision, refresh or destroy the stack's infrastructure."""
