@@ -1,6 +1,13 @@
-"""Shared pytest options: ``--update-goldens`` rewrites the golden files in tests/golden/."""
+"""Shared pytest options and fixtures.
+
+``--update-goldens`` rewrites the golden files in tests/golden/; ``pulumi_toolchain`` finds
+the Pulumi CLI that set-up builds (scripts/build-pulumi.sh).
+"""
 
 from __future__ import annotations
+
+import os
+from typing import Any
 
 import pytest
 
@@ -12,3 +19,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="rewrite golden files under tests/golden/ from the current output",
     )
+
+
+@pytest.fixture(scope="session")
+def pulumi_toolchain() -> Any:
+    """The Pulumi CLI and plugins set-up built; skips outside CI when missing, fails in CI."""
+    return _toolchain(kubernetes=False)
+
+
+@pytest.fixture(scope="session")
+def pulumi_kubernetes_toolchain() -> Any:
+    """Like ``pulumi_toolchain`` but also needs the kubernetes provider plugin."""
+    return _toolchain(kubernetes=True)
+
+
+def _toolchain(*, kubernetes: bool) -> Any:
+    from mlform.errors import ToolchainError
+    from mlform.pulumi_engine.toolchain import find_toolchain
+
+    try:
+        return find_toolchain(kubernetes=kubernetes)
+    except ToolchainError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must have the Pulumi toolchain: {exc}")
+        pytest.skip(f"Pulumi toolchain missing: {exc}")
