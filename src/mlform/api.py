@@ -23,7 +23,14 @@ from mlform import workspace
 from mlform.apply.walk import ApplyResult, walk
 from mlform.desired.snapshot import desired_from_state
 from mlform.diagnostics import Diagnostic, Diagnostics
-from mlform.drift import DriftItem, RefreshResult, detect_drift
+from mlform.drift import (
+    DriftItem,
+    RefreshResult,
+    detect_drift,
+    infrastructure_drift,
+    owns_infrastructure,
+    record_drift,
+)
 from mlform.errors import ConfigError, StalePlanError, StateError
 from mlform.events import EventSink, discard
 from mlform.policy import gate
@@ -32,10 +39,12 @@ if TYPE_CHECKING:
     from datetime import date
 
     from mlform.desired.model import DesiredSystem
+    from mlform.infra.model import InfraChange
     from mlform.plan.model import Plan
     from mlform.policy.model import PolicyReport
     from mlform.spec.declared import LoadedSystem
     from mlform.state.model import HistoryEntry, RecordedObject, StateDocument
+    from mlform.state.store import LocalStateStore
 
 __all__ = [
     "ApplyResult",
@@ -113,9 +122,10 @@ def plan(
     """Compute the plan for (config, recorded state); offline: reads config, data and state.
 
     Data files are re-hashed only when their size or mtime moved, unless ``refresh``
-    asks to hash every one of them in full. Like Terraform, the state is read under the
-    state lock (waiting up to ``lock_timeout`` seconds for an apply to finish) unless
-    ``lock`` is False.
+    asks to hash every one of them in full; ``refresh`` also asks the infrastructure
+    engine what is live and plans an update of every object whose resources drifted.
+    Like Terraform, the state is read under the state lock (waiting up to
+    ``lock_timeout`` seconds for an apply to finish) unless ``lock`` is False.
     """
     loaded = load(project_dir, stack, overrides)
     desired = workspace.resolve_desired(loaded, refresh=refresh)
@@ -127,7 +137,16 @@ def plan(
             state = store.read()
     else:
         state = store.read()
+    live: tuple[InfraChange, ...] = ()
+    if refresh and state is not None and owns_infrastructure(state):
+        # Plan against what is live: the engine reports (without changing anything)
+        # which resources died or changed, and the owners are planned as updates.
+        context = workspace.provider_context(loaded, state)
+        assert context.infrastructure is not None
+        live = context.infrastructure.drift()
+        state = record_drift(state, infrastructure_drift(live))
     the_plan = workspace.compute(desired, state, destroy=destroy, overrides=overrides)
+    the_plan = workspace.with_infrastructure(the_plan, loaded, state, live)
     the_plan = gate.with_policies(the_plan, gate.evaluate_plan(loaded, the_plan))
     return PlanResult(the_plan, desired, (*warnings, *workspace.plan_warnings(the_plan)))
 
@@ -154,18 +173,58 @@ def policy_check(
     return gate.evaluate_policies(loaded, plan_doc, today)
 
 
-def refresh(project_dir: PathLike = ".", stack: str | None = None) -> RefreshResult:
-    """Ask each provider what is live now and report recorded objects that drifted.
+def refresh(
+    project_dir: PathLike = ".", stack: str | None = None, *, lock_timeout: float = 0.0
+) -> RefreshResult:
+    """Ask each provider and the infrastructure engine what is live now; report drift.
 
-    Read-only: state is not changed. ``plan --refresh`` then plans the repair for data
-    content; objects whose outputs are gone are repaired by the next apply of a plan that
-    recreates them.
+    Objects' own outputs are only compared (state unchanged). Infrastructure is
+    refreshed like ``pulumi refresh``: the engine's records follow the live world, and
+    each owner whose resources died or changed is marked drifted in the state (a new
+    serial), so the next plan updates it and the next apply restores it.
     """
     loaded = load(project_dir, stack)
-    state = workspace.state_store(loaded).read()
+    store = workspace.state_store(loaded)
+    state = store.read()
     if state is None:
         return RefreshResult((), 0)
-    return detect_drift(state, workspace.provider_registry(), workspace.provider_context(loaded))
+    result = detect_drift(state, workspace.provider_registry(), workspace.provider_context(loaded))
+    if not owns_infrastructure(state):
+        return result
+    with store.lock("refresh", timeout=lock_timeout):
+        state = store.read()
+        if state is None:
+            return result
+        context = workspace.provider_context(loaded, state)
+        assert context.infrastructure is not None
+        drift = infrastructure_drift(context.infrastructure.refresh())
+        if drift:
+            _write_drift(store, state, drift)
+    found = tuple(DriftItem(address, "; ".join(items)) for address, items in sorted(drift.items()))
+    known = {item.address for item in found}
+    return RefreshResult(
+        (*found, *(i for i in result.drifted if i.address not in known)),
+        result.checked,
+        result.diagnostics,
+    )
+
+
+def _write_drift(store: LocalStateStore, state: StateDocument, drift: dict[str, list[str]]) -> None:
+    from mlform.state.model import HistoryEntry
+    from mlform.state.timestamps import utc_now
+
+    started = utc_now()
+    written = store.write(record_drift(state, drift), expected_serial=state.serial)
+    store.append_history(
+        HistoryEntry(
+            operation="refresh",
+            started_serial=state.serial,
+            finished_serial=written.serial,
+            started_at=started,
+            finished_at=utc_now(),
+            summary=f"infrastructure drifted under {', '.join(sorted(drift))}",
+        )
+    )
 
 
 def save_plan(result: PlanResult | Plan, path: PathLike) -> Path:
@@ -221,6 +280,7 @@ def apply(
             the_plan = saved
         else:
             the_plan = workspace.compute(desired, state, destroy=destroy, overrides=overrides)
+            the_plan = workspace.with_infrastructure(the_plan, loaded, state)
         report = gate.evaluate_plan(loaded, the_plan)
         if saved is None:
             the_plan = gate.with_policies(the_plan, report)

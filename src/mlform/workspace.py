@@ -18,6 +18,8 @@ from mlform.errors import ConfigError
 
 if TYPE_CHECKING:
     from mlform.desired.model import DesiredSystem
+    from mlform.infra.model import InfraChange
+    from mlform.infra.provisioning import Provisioner
     from mlform.plan.model import Plan
     from mlform.providers.base import ProviderContext
     from mlform.providers.registry import ProviderRegistry
@@ -92,17 +94,42 @@ def provider_registry() -> ProviderRegistry:
     return default_registry()
 
 
-def provider_context(loaded: LoadedSystem) -> ProviderContext:
+def provider_context(loaded: LoadedSystem, state: StateDocument | None = None) -> ProviderContext:
+    """What providers get: paths, the stack, secrets, and the infrastructure engine.
+
+    The engine is built lazily from ``state`` (what each object owns now), so commands
+    that provision nothing never import Pulumi.
+    """
     from functools import partial
 
+    from mlform.infra.provisioning import LazyProvisioner
     from mlform.providers.base import ProviderContext
     from mlform.secrets import reveal
 
+    target = dict(loaded.settings.get("target") or {"type": "local"})
     return ProviderContext(
         project_dir=loaded.project_dir,
         state_dir=state_dir(loaded),
         stack=loaded.stack,
         reveal=partial(reveal, project_dir=loaded.project_dir),
+        target=str(target.get("type", "local")),
+        infrastructure=LazyProvisioner(partial(_provisioner, loaded, state, target)),
+    )
+
+
+def _provisioner(
+    loaded: LoadedSystem, state: StateDocument | None, target: dict[str, object]
+) -> Provisioner:
+    from mlform.infra.provisioning import recorded_infrastructure
+    from mlform.pulumi_engine.provisioner import engine_target, stack_provisioner
+
+    outputs = {} if state is None else {a: r.outputs for a, r in state.objects.items()}
+    return stack_provisioner(
+        work_dir=state_dir(loaded) / "pulumi",
+        project=loaded.project,
+        stack=loaded.stack,
+        target=engine_target(target, loaded.project_dir),
+        recorded=recorded_infrastructure(outputs),
     )
 
 
@@ -162,3 +189,56 @@ def address_order(record: RecordedObject) -> tuple[int, str]:
     from mlform.addresses import Address
 
     return Address.parse(record.address).sort_key()
+
+
+def with_infrastructure(
+    the_plan: Plan,
+    loaded: LoadedSystem,
+    state: StateDocument | None,
+    drift: Sequence[InfraChange] = (),
+) -> Plan:
+    """The plan with each infrastructure-backed object's per-resource changes attached.
+
+    Offline: desired resources come from the providers (pure), recorded ones from the
+    state; ``drift`` (from ``plan --refresh``) marks resources the engine found gone or
+    changed.
+    """
+    from mlform.addresses import Address
+    from mlform.infra.diff import diff_resources
+    from mlform.infra.model import InfraOp, from_record
+    from mlform.plan.model import Action, InfraResourceChange
+    from mlform.providers.infrastructure import InfrastructureProvider
+
+    registry = provider_registry()
+    context = provider_context(loaded)
+    live = {(str(c.owner), c.name): c for c in drift}
+    changes = []
+    for change in the_plan.changes:
+        provider = registry.get(change.kind)
+        if not isinstance(provider, InfrastructureProvider):
+            changes.append(change)
+            continue
+        address = Address.parse(change.address)
+        record = state.get(change.address) if state is not None else None
+        recorded = (
+            [from_record(r) for r in (record.outputs.get("infrastructure") or [])]
+            if (record is not None)
+            else []
+        )
+        desired = []
+        if change.after is not None and change.action is not Action.DELETE:
+            try:
+                desired = list(provider.resources(address, change.after, context))
+            except ValueError:
+                desired = []
+        entries = []
+        for item in diff_resources(recorded, desired):
+            op = item.op
+            seen = live.get((change.address, item.name))
+            if seen is not None and op is InfraOp.SAME:
+                op = seen.op
+            entries.append(
+                InfraResourceChange(name=item.name, type=item.type, op=op.value, fields=item.fields)
+            )
+        changes.append(change.model_copy(update={"infrastructure": tuple(entries)}))
+    return the_plan.model_copy(update={"changes": tuple(changes)})

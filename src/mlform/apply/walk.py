@@ -59,7 +59,7 @@ def walk(
         the_plan,
         StateWriter(store, state),
         provider_registry(),
-        provider_context(loaded),
+        provider_context(loaded, state),
         parallelism=parallelism,
         sink=sink,
         should_stop=should_stop,

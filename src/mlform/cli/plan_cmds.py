@@ -42,7 +42,8 @@ def plan(
     refresh: Annotated[
         bool,
         typer.Option(
-            "--refresh", help="Re-hash data sources fully instead of trusting size/mtime."
+            "--refresh",
+            help="Re-hash data sources fully and ask the infrastructure engine what is live.",
         ),
     ] = False,
     lock: Annotated[

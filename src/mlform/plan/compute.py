@@ -21,6 +21,7 @@ from mlform.plan.model import Action, Plan, PlanSummary, Reason, ReasonKind, Res
 from mlform.plan.reasons import (
     Finding,
     detect_config,
+    detect_drifted,
     detect_fingerprints,
     detect_incomplete,
     finish_upstream,
@@ -94,6 +95,9 @@ def _plan_object(
     config = detect_config(obj, rec, rules)
     if config is not None:
         own.append(config)
+    drifted = detect_drifted(rec, address)
+    if drifted is not None:
+        own.append(drifted)
     upstream: list[Finding] = []
     for dep in obj.depends_on:
         dep_obj = desired.get(dep)

@@ -50,6 +50,7 @@ class ReasonKind(StrEnum):
     TOOLCHAIN_CHANGED = "toolchain-changed"
     UPSTREAM_CHANGED = "upstream-changed"
     INCOMPLETE = "incomplete"  # a previous apply failed or was interrupted on this object
+    DRIFTED = "drifted"  # refresh found its live infrastructure gone or changed
     REQUESTED = "requested"  # asked for explicitly (rollback, -replace, destroy)
 
 
@@ -78,6 +79,15 @@ class Reason(_Frozen):
     chain: tuple[str, ...] = ()
 
 
+class InfraResourceChange(_Frozen):
+    """One infrastructure resource of an object, as the next apply will change it."""
+
+    name: str
+    type: str  # "process", "kubernetes:apps/v1:Deployment"
+    op: str  # create | update | delete | same | gone | drifted
+    fields: tuple[str, ...] = ()
+
+
 class ResourceChange(_Frozen):
     address: str
     kind: str
@@ -91,6 +101,8 @@ class ResourceChange(_Frozen):
     # False when no provider for this kind is built yet; plan and apply say so plainly.
     provider_available: bool = True
     source_file: str | None = None
+    # The object's own infrastructure resources (servers, Kubernetes objects), if any.
+    infrastructure: tuple[InfraResourceChange, ...] = ()
 
 
 class PlanSummary(_Frozen):

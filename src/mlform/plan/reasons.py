@@ -22,6 +22,7 @@ __all__ = [
     "CAUSE_SEPARATOR",
     "Finding",
     "detect_config",
+    "detect_drifted",
     "detect_fingerprints",
     "detect_incomplete",
     "finish_upstream",
@@ -67,6 +68,17 @@ def detect_incomplete(recorded: RecordedObject, address: Address) -> Finding | N
     action = Action.UPDATE if recorded.outputs else Action.CREATE
     root = f"{address} incomplete"
     return Finding(Reason(kind=ReasonKind.INCOMPLETE, message=message), action, root)
+
+
+def detect_drifted(recorded: RecordedObject, address: Address) -> Finding | None:
+    """``mlform refresh`` recorded that the object's live infrastructure drifted."""
+    drift = recorded.outputs.get("drift")
+    if not drift:
+        return None
+    items = [str(d) for d in drift] if isinstance(drift, list) else [str(drift)]
+    message = f"live infrastructure drifted: {'; '.join(items)} (found by mlform refresh)"
+    reason = Reason(kind=ReasonKind.DRIFTED, message=message)
+    return Finding(reason, Action.UPDATE, f"{address} drifted")
 
 
 def detect_config(

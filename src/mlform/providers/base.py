@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from mlform.addresses import Address, Kind
 from mlform.diagnostics import Diagnostic
+from mlform.infra.provisioning import Provisioner
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,10 @@ class ProviderContext:
     progress: Callable[[str, float | None], None] = lambda _m, _f: None
     # Turns a redacted config value back into clear text (for ${secret:} tokens).
     reveal: Callable[[Any], Any] = lambda value: value
+    # The stack's target type (local | kubernetes | render) and its infrastructure
+    # engine; None where nothing may be provisioned (unit tests, read-only commands).
+    target: str = "local"
+    infrastructure: Provisioner | None = None
 
     @property
     def artifact_dir(self) -> Path:

@@ -1,7 +1,9 @@
 """Which provider applies each kind of object.
 
-:func:`default_registry` holds the providers this release ships; a kind without one
-is planned as usual but its steps are reported as unsupported by apply.
+:func:`default_registry` holds the providers this release ships, then those installed
+packages declare in the ``mlform.providers`` entry-point group (name = the kind,
+value = ``module:Class``), which take precedence. A kind without a provider is planned
+as usual but its steps are reported as unsupported by apply.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import importlib
 from collections.abc import Iterator
 
 from mlform.addresses import Kind
+from mlform.diagnostics import Diagnostic
+from mlform.errors import ConfigError
 from mlform.providers.base import Provider
 
 # (kind, "module:Class") of the providers that ship with mlform, imported lazily.
@@ -66,11 +70,37 @@ def load_provider(spec: str) -> Provider | None:
     return provider
 
 
+ENTRY_POINT_GROUP = "mlform.providers"
+
+
 def default_registry() -> ProviderRegistry:
-    """The providers that ship with mlform (kinds whose provider is missing are left out)."""
+    """The providers that ship with mlform, then installed plugins (which take precedence)."""
     registry = ProviderRegistry()
-    for kind, spec in BUILTIN_PROVIDERS:
+    for kind, spec in (*BUILTIN_PROVIDERS, *_plugins()):
         provider = load_provider(spec)
         if provider is not None:
             registry.register(provider, kind)
     return registry
+
+
+def _plugins() -> list[tuple[Kind, str]]:
+    from importlib.metadata import entry_points
+
+    found: list[tuple[Kind, str]] = []
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            kind = Kind(entry.name)
+        except ValueError as exc:
+            raise ConfigError(
+                [
+                    Diagnostic.error(
+                        f"provider plugin {entry.value!r} is registered for unknown kind "
+                        f"{entry.name!r}",
+                        f"Entry points in the {ENTRY_POINT_GROUP} group are named after the "
+                        f"kind they apply ({', '.join(k.value for k in Kind)}). Fix or "
+                        "uninstall the package that declares it.",
+                    )
+                ]
+            ) from exc
+        found.append((kind, entry.value))
+    return found

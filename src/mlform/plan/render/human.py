@@ -126,7 +126,34 @@ def _print_change(console: Console, change: ResourceChange, *, detailed: bool) -
                 for name, value in sorted(change.fingerprints.items())
             )
             console.print(Padding(Text(f"fingerprints: {prints}", style="dim"), (0, 0, 0, 6)))
+        _print_infrastructure(console, change)
     console.print()
+
+
+_INFRA_SIGNS = {
+    "create": ("+", "green"),
+    "update": ("~", "yellow"),
+    "delete": ("-", "red"),
+    "same": (" ", "dim"),
+    "gone": ("!", "red"),
+    "drifted": ("!", "yellow"),
+}
+
+
+def _print_infrastructure(console: Console, change: ResourceChange) -> None:
+    """The object's own resources (processes, Kubernetes objects), one line each."""
+    if not change.infrastructure:
+        return
+    console.print(Padding(Text("infrastructure:", style="dim"), (0, 0, 0, 6)))
+    for item in change.infrastructure:
+        sign, style = _INFRA_SIGNS.get(item.op, ("?", "dim"))
+        line = Text(f"{sign} ", style=style)
+        line.append(f"{item.type} {item.name}")
+        if item.op in ("gone", "drifted"):
+            line.append(f"  {item.op} (found by refresh)", style=style)
+        if item.fields:
+            line.append(f"  ({', '.join(item.fields)})", style="dim")
+        console.print(Padding(line, (0, 0, 0, 8)))
 
 
 def _print_policy(console: Console, plan: Plan) -> None:

@@ -1,0 +1,101 @@
+"""A provider whose object is made of long-lived infrastructure (servers, routers, jobs).
+
+Subclasses say *what* the object needs on the stack's target (:meth:`resources`); this
+base makes it so through ``context.infrastructure`` (the Pulumi engine) and records
+the resources and their live outputs in the object's outputs:
+
+- ``outputs["infrastructure"]``: the resource records (:func:`mlform.infra.model.to_record`),
+  which the next apply starts from and ``plan --detailed`` diffs against;
+- ``outputs["live"]``: the engine's outputs per resource name (pid, port, url, ...).
+
+``mlform refresh`` writes ``outputs["drift"]`` when a resource died or changed behind
+mlform's back; the next plan updates the object for that reason, and the update asks
+the engine to refresh before provisioning, so the dead resource is recreated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mlform.addresses import Address, Kind
+from mlform.diagnostics import Diagnostic
+from mlform.infra.model import InfraResource, to_record
+from mlform.providers.base import (
+    ApplyRequest,
+    ApplyResult,
+    DeleteRequest,
+    DeleteResult,
+    DiffRequest,
+    DiffResult,
+    ProviderContext,
+    ReadRequest,
+    ReadResult,
+    StepFailed,
+    ValidateRequest,
+)
+
+
+class InfrastructureProvider:
+    """Base for providers of objects backed by infrastructure; see the module docstring."""
+
+    kind: Kind
+
+    def resources(
+        self, address: Address, config: Mapping[str, Any], context: ProviderContext
+    ) -> Sequence[InfraResource]:
+        """The resources ``address`` needs on ``context.target`` (pure: no I/O)."""
+        raise NotImplementedError
+
+    def validate(self, request: ValidateRequest) -> tuple[Diagnostic, ...]:
+        try:
+            self.resources(request.address, request.config, request.context)
+        except ValueError as exc:
+            return (Diagnostic.error(str(exc), address=str(request.address)),)
+        return ()
+
+    def read(self, request: ReadRequest) -> ReadResult:
+        # Live infrastructure is checked for the whole stack at once (mlform refresh);
+        # the object itself has nothing else to read.
+        return ReadResult(dict(request.outputs))
+
+    def diff(self, request: DiffRequest) -> DiffResult:
+        changed = dict(request.prior_config) != dict(request.config)
+        return DiffResult(changed=changed)
+
+    def create(self, request: ApplyRequest) -> ApplyResult:
+        return self._provision(request)
+
+    def update(self, request: ApplyRequest) -> ApplyResult:
+        return self._provision(request)
+
+    def delete(self, request: DeleteRequest) -> DeleteResult:
+        _engine(request.context, request.address).provision(request.address, ())
+        return DeleteResult()
+
+    def _provision(self, request: ApplyRequest) -> ApplyResult:
+        wanted = tuple(self.resources(request.address, request.config, request.context))
+        drifted = bool(request.prior_outputs.get("drift"))
+        live = _engine(request.context, request.address).provision(
+            request.address, wanted, refresh=drifted
+        )
+        return ApplyResult(
+            outputs={
+                "target": request.context.target,
+                "infrastructure": [to_record(r) for r in wanted],
+                "live": live,
+            }
+        )
+
+
+def _engine(context: ProviderContext, address: Address) -> Any:
+    if context.infrastructure is None:
+        raise StepFailed(
+            Diagnostic.error(
+                f"{address} needs infrastructure, but no engine is available here",
+                "This operation runs without the Pulumi engine. Run `mlform apply` from a "
+                "project directory; `mlform doctor` shows whether the engine is installed.",
+                address=str(address),
+            )
+        )
+    return context.infrastructure
