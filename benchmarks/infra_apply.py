@@ -77,8 +77,8 @@ BARE = textwrap.dedent(
                 backend=auto.ProjectBackend(f"file://{work / 'backend'}"),
             ),
             secrets_provider="passphrase",
+            pulumi_command=auto.PulumiCommand(root=str(toolchain.root)),
         ),
-        pulumi_command=auto.PulumiCommand(root=str(toolchain.root)),
     )
     if len(sys.argv) > 4 and sys.argv[4] == "destroy":
         stack.destroy()

@@ -28,7 +28,6 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-from sklearn.model_selection import train_test_split
 
 from mlform.addresses import Address, Kind
 from mlform.diagnostics import Diagnostic
@@ -316,6 +315,8 @@ def split_rows(
                 "A stratified split needs at least 2 rows of every class: "
                 "collect more rows, merge rare classes, or remove split.stratify.",
             )
+    from sklearn.model_selection import train_test_split  # scikit-learn imports slowly
+
     indices = np.arange(table.num_rows)
     try:
         train, test = train_test_split(

@@ -9,6 +9,7 @@ as usual but its steps are reported as unsupported by apply.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Iterator
 
 from mlform.addresses import Kind
@@ -24,20 +25,41 @@ BUILTIN_PROVIDERS: tuple[tuple[Kind, str], ...] = (
 
 
 class ProviderRegistry:
-    """A mapping of object kinds to the provider that applies them."""
+    """A mapping of object kinds to the provider that applies them.
+
+    Entries may be providers or ``"module:Class"`` specs, imported on first :meth:`get`:
+    planning only needs to know which kinds are supported, and importing every provider
+    (scikit-learn, DuckDB, ...) would cost a no-op apply seconds.
+    """
 
     def __init__(self, providers: dict[Kind, Provider] | None = None) -> None:
-        self._providers: dict[Kind, Provider] = dict(providers or {})
+        self._providers: dict[Kind, Provider | str] = dict(providers or {})
+        self._lock = threading.Lock()
 
-    def register(self, provider: Provider, kind: Kind | None = None) -> None:
-        """Use ``provider`` for ``kind`` (default: the provider's own ``kind``)."""
-        self._providers[kind or provider.kind] = provider
+    def register(self, provider: Provider | str, kind: Kind | None = None) -> None:
+        """Use ``provider`` (or the ``module:Class`` it names) for ``kind``."""
+        if isinstance(provider, str):
+            if kind is None:
+                raise ValueError("a provider given as 'module:Class' needs its kind")
+            self._providers[kind] = provider
+        else:
+            self._providers[kind or provider.kind] = provider
 
     def get(self, kind: Kind | str) -> Provider | None:
         try:
-            return self._providers.get(Kind(kind))
+            key = Kind(kind)
         except ValueError:
             return None
+        with self._lock:
+            entry = self._providers.get(key)
+            if not isinstance(entry, str):
+                return entry
+            provider = load_provider(entry)
+            if provider is None:
+                del self._providers[key]
+            else:
+                self._providers[key] = provider
+            return provider
 
     def supported_kinds(self) -> frozenset[Kind]:
         return frozenset(self._providers)
@@ -74,12 +96,13 @@ ENTRY_POINT_GROUP = "mlform.providers"
 
 
 def default_registry() -> ProviderRegistry:
-    """The providers that ship with mlform, then installed plugins (which take precedence)."""
+    """The providers that ship with mlform, then installed plugins (which take precedence).
+
+    Each is imported when first used (see :class:`ProviderRegistry`).
+    """
     registry = ProviderRegistry()
     for kind, spec in (*BUILTIN_PROVIDERS, *_plugins()):
-        provider = load_provider(spec)
-        if provider is not None:
-            registry.register(provider, kind)
+        registry.register(spec, kind)
     return registry
 
 
