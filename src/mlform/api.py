@@ -280,7 +280,6 @@ def apply(
             the_plan = saved
         else:
             the_plan = workspace.compute(desired, state, destroy=destroy, overrides=overrides)
-            the_plan = workspace.with_infrastructure(the_plan, loaded, state)
         report = gate.evaluate_plan(loaded, the_plan)
         if saved is None:
             the_plan = gate.with_policies(the_plan, report)

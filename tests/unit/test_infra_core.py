@@ -133,7 +133,9 @@ def test_lazy_provisioner_builds_the_engine_once_and_only_when_used() -> None:
     built: list[int] = []
 
     class Fake:
-        def provision(self, owner: Address, resources: Any, *, refresh: bool = False) -> Any:
+        def provision(
+            self, owner: Address, resources: Any, *, refresh: bool = False, on_change: Any = None
+        ) -> Any:
             return {"server-0": {"owner": str(owner), "refresh": refresh}}
 
         def drift(self) -> tuple[InfraChange, ...]:

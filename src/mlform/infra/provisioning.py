@@ -20,9 +20,18 @@ from mlform.infra.model import InfraChange, InfraResource
 OwnerOutputs = dict[str, dict[str, Any]]
 
 
+# Called with each resource change while the engine works (live progress).
+ChangeCallback = Callable[[InfraChange], None]
+
+
 class Provisioner(Protocol):
     def provision(
-        self, owner: Address, resources: Sequence[InfraResource], *, refresh: bool = False
+        self,
+        owner: Address,
+        resources: Sequence[InfraResource],
+        *,
+        refresh: bool = False,
+        on_change: ChangeCallback | None = None,
     ) -> OwnerOutputs:
         """Make ``owner``'s infrastructure exactly ``resources``; ``refresh`` first asks
         the engine what is live (so a resource that died is recreated)."""
@@ -53,9 +62,14 @@ class LazyProvisioner:
             return self._real
 
     def provision(
-        self, owner: Address, resources: Sequence[InfraResource], *, refresh: bool = False
+        self,
+        owner: Address,
+        resources: Sequence[InfraResource],
+        *,
+        refresh: bool = False,
+        on_change: ChangeCallback | None = None,
     ) -> OwnerOutputs:
-        return self._get().provision(owner, resources, refresh=refresh)
+        return self._get().provision(owner, resources, refresh=refresh, on_change=on_change)
 
     def drift(self) -> tuple[InfraChange, ...]:
         return self._get().drift()

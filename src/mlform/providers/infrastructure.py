@@ -20,7 +20,7 @@ from typing import Any
 
 from mlform.addresses import Address, Kind
 from mlform.diagnostics import Diagnostic
-from mlform.infra.model import InfraResource, to_record
+from mlform.infra.model import InfraChange, InfraOp, InfraResource, to_record
 from mlform.providers.base import (
     ApplyRequest,
     ApplyResult,
@@ -76,8 +76,14 @@ class InfrastructureProvider:
     def _provision(self, request: ApplyRequest) -> ApplyResult:
         wanted = tuple(self.resources(request.address, request.config, request.context))
         drifted = bool(request.prior_outputs.get("drift"))
+        progress = request.context.progress
+
+        def report(change: InfraChange) -> None:
+            if change.owner == request.address and change.op is not InfraOp.SAME:
+                progress(f"{change.op.value} {change.type} {change.name}", None)
+
         live = _engine(request.context, request.address).provision(
-            request.address, wanted, refresh=drifted
+            request.address, wanted, refresh=drifted, on_change=report
         )
         return ApplyResult(
             outputs={

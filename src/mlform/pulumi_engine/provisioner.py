@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlform.addresses import Address
 from mlform.infra.model import InfraChange, InfraResource, split_logical_name
-from mlform.infra.provisioning import OwnerOutputs
+from mlform.infra.provisioning import ChangeCallback, OwnerOutputs
 from mlform.pulumi_engine.target import EngineTarget
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 class StackProvisioner:
     def __init__(
         self,
-        engine_factory: Callable[[], Engine],
+        engine_factory: Callable[[ChangeCallback], Engine],
         recorded: Mapping[Address, Sequence[InfraResource]],
     ) -> None:
         self._engine_factory = engine_factory
@@ -34,30 +34,50 @@ class StackProvisioner:
             owner: tuple(resources) for owner, resources in recorded.items() if resources
         }
         self._lock = threading.Lock()
+        self._on_change: ChangeCallback | None = None
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = self._engine_factory()
+            self._engine = self._engine_factory(self._forward)
         return self._engine
 
     def provision(
-        self, owner: Address, resources: Sequence[InfraResource], *, refresh: bool = False
+        self,
+        owner: Address,
+        resources: Sequence[InfraResource],
+        *,
+        refresh: bool = False,
+        on_change: ChangeCallback | None = None,
     ) -> OwnerOutputs:
         with self._lock:
-            proposed = dict(self._owned)
-            if resources:
-                proposed[owner] = tuple(resources)
-            else:
-                proposed.pop(owner, None)
-            engine = self.engine
-            if not proposed and not engine.has_stack():
-                return {}
-            if refresh:
-                engine.refresh()
-            run = engine.up([r for owned in proposed.values() for r in owned])
-            self._owned = proposed
-            return _outputs_of(owner, run.outputs)
+            self._on_change = on_change
+            try:
+                return self._provision(owner, resources, refresh=refresh)
+            finally:
+                self._on_change = None
+
+    def _forward(self, change: InfraChange) -> None:
+        callback = self._on_change
+        if callback is not None:
+            callback(change)
+
+    def _provision(
+        self, owner: Address, resources: Sequence[InfraResource], *, refresh: bool
+    ) -> OwnerOutputs:
+        proposed = dict(self._owned)
+        if resources:
+            proposed[owner] = tuple(resources)
+        else:
+            proposed.pop(owner, None)
+        engine = self.engine
+        if not proposed and not engine.has_stack():
+            return {}
+        if refresh:
+            engine.refresh()
+        run = engine.up([r for owned in proposed.values() for r in owned])
+        self._owned = proposed
+        return _outputs_of(owner, run.outputs)
 
     def drift(self) -> tuple[InfraChange, ...]:
         with self._lock:
@@ -81,10 +101,16 @@ def _outputs_of(owner: Address, outputs: Mapping[str, Mapping[str, Any]]) -> Own
     return dict(sorted(mine.items()))
 
 
+# What mlform records of a resource's live outputs (its inputs are recorded already).
+LIVE_KEYS = ("pid", "port", "url", "health", "log", "started_at")
+
+
 def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Outputs as JSON-able values; floats that are whole numbers come back as ints."""
+    """The live outputs worth recording, as JSON-able values (whole floats become ints)."""
     plain: dict[str, Any] = {}
     for key, value in values.items():
+        if key not in LIVE_KEYS:
+            continue
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         plain[key] = value
@@ -117,9 +143,11 @@ def stack_provisioner(
     target: EngineTarget,
     recorded: Mapping[Address, Sequence[InfraResource]],
 ) -> StackProvisioner:
-    def make() -> Engine:
+    def make(on_change: ChangeCallback) -> Engine:
         from mlform.pulumi_engine.engine import Engine
 
-        return Engine(work_dir=work_dir, project=project, stack=stack, target=target)
+        return Engine(
+            work_dir=work_dir, project=project, stack=stack, target=target, on_change=on_change
+        )
 
     return StackProvisioner(make, recorded)
