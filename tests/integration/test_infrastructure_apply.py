@@ -165,6 +165,13 @@ def test_apply_refresh_restore_update_destroy(project: Any) -> None:
     deadline = time.monotonic() + 10
     while _alive(first["pid"]) and time.monotonic() < deadline:
         time.sleep(0.1)
+    # plan --refresh asks the engine what is live, plans the repair and writes nothing.
+    serial = _state(root)["serial"]  # type: ignore[index]
+    plan = run_cli(root, "plan", "--refresh", "--detailed", env=env)
+    _ok(plan)
+    assert "live infrastructure drifted: server is gone" in plan.stdout
+    assert "! process server  gone (found by refresh)" in plan.stdout
+    assert _state(root)["serial"] == serial  # type: ignore[index]
     refreshed = run_cli(root, "refresh", "--detailed-exitcode", env=env)
     assert refreshed.returncode == 2, refreshed.stdout + refreshed.stderr
     assert "data.tumors: server is gone" in refreshed.stdout
