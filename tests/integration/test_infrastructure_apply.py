@@ -30,6 +30,7 @@ PLUGIN = textwrap.dedent(
     import sys
 
     from mlform.addresses import Kind
+    from mlform.infra.kubernetes import namespace, workload
     from mlform.infra.model import Process
     from mlform.providers.infrastructure import InfrastructureProvider
 
@@ -38,6 +39,19 @@ PLUGIN = textwrap.dedent(
         kind = Kind.DATA
 
         def resources(self, address, config, context):
+            if context.target == "render":
+                return (
+                    namespace(address, "served", project="served"),
+                    *workload(
+                        address,
+                        name="tumors",
+                        namespace="served",
+                        image="ghcr.io/example-org/data-server:1.0",
+                        project="served",
+                        port=8080,
+                        env={"DESCRIPTION": str(config.get("description", ""))},
+                    ),
+                )
             return (
                 Process(
                     owner=address,
@@ -71,8 +85,7 @@ SYSTEM = textwrap.dedent(
 )
 
 
-@pytest.fixture
-def project(tmp_path: Path, pulumi_toolchain: Any) -> Any:
+def _install_plugin(tmp_path: Path) -> dict[str, str]:
     plugin = tmp_path / "plugin"
     plugin.mkdir()
     (plugin / "mlform_http_plugin.py").write_text(PLUGIN)
@@ -84,10 +97,20 @@ def project(tmp_path: Path, pulumi_toolchain: Any) -> Any:
     (info / "entry_points.txt").write_text(
         "[mlform.providers]\ndata = mlform_http_plugin:DataServer\n"
     )
+    return {"PYTHONPATH": os.pathsep.join([str(plugin), os.environ.get("PYTHONPATH", "")])}
+
+
+def _project(tmp_path: Path, system: str) -> Path:
     root = tmp_path / "project"
     (root / "configs").mkdir(parents=True)
-    (root / "configs" / "system.yaml").write_text(SYSTEM)
-    env = {"PYTHONPATH": os.pathsep.join([str(plugin), os.environ.get("PYTHONPATH", "")])}
+    (root / "configs" / "system.yaml").write_text(system)
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path, pulumi_toolchain: Any) -> Any:
+    env = _install_plugin(tmp_path)
+    root = _project(tmp_path, SYSTEM)
     yield root, env
     # Never leave a server behind, whatever the test did.
     state = _state(root)
@@ -201,3 +224,35 @@ def test_apply_refresh_restore_update_destroy(project: Any) -> None:
     assert _port_free(int(updated["port"]))
     state = _state(root)
     assert state is not None and state["objects"] == {}
+
+
+def test_render_target_writes_valid_manifests_and_destroy_removes_them(
+    tmp_path: Path, pulumi_kubernetes_toolchain: Any
+) -> None:
+    import kubernetes_validate
+    import yaml
+
+    env = _install_plugin(tmp_path)
+    root = _project(tmp_path, SYSTEM.replace("target:\n  type: local", "target:\n  type: render"))
+    assert "type: render" in (root / "configs" / "system.yaml").read_text()
+    _ok(run_cli(root, "apply", "-y", env=env))
+    rendered = root / "rendered"
+    files = {p.relative_to(rendered): p.read_bytes() for p in rendered.rglob("*.yaml")}
+    kinds = set()
+    for text in files.values():
+        for doc in yaml.safe_load_all(text):
+            kubernetes_validate.validate(doc, "1.31", strict=True)
+            kinds.add(doc["kind"])
+    assert kinds == {"Namespace", "Deployment", "Service"}
+
+    # The same config renders nothing new; a changed value rewrites only the Deployment.
+    plan = run_cli(root, "plan", "--detailed-exitcode", env=env)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    _ok(run_cli(root, "apply", "-y", "data.tumors.description=second", env=env))
+    after = {p.relative_to(rendered): p.read_bytes() for p in rendered.rglob("*.yaml")}
+    assert after.keys() == files.keys()
+    changed = [str(name) for name in files if files[name] != after[name]]
+    assert len(changed) == 1 and "deployment" in changed[0].lower(), changed
+
+    _ok(run_cli(root, "destroy", "-y", "data.tumors.description=second", env=env))
+    assert not list(rendered.rglob("*.yaml"))
