@@ -93,7 +93,11 @@ class Manifest:
 
     @property
     def kind(self) -> str:
-        return f"kubernetes:{self.body['apiVersion']}:{self.body['kind']}"
+        """Pulumi's type token (``kubernetes:apps/v1:Deployment``; core is ``core/v1``)."""
+        api_version = str(self.body["apiVersion"])
+        if "/" not in api_version:
+            api_version = f"core/{api_version}"
+        return f"kubernetes:{api_version}:{self.body['kind']}"
 
     @property
     def logical_name(self) -> str:

@@ -24,6 +24,12 @@ PYTHON_LAUNCHER = "pulumi-resource-pulumi-python"
 KUBERNETES_PLUGIN = "pulumi-resource-kubernetes"
 BUILD_PULUMI = "bash scripts/build-pulumi.sh"
 BUILD_KUBERNETES = "bash scripts/build-pulumi-kubernetes.sh"
+# The oldest Go that builds the CLI (the go directive of pulumi pkg/sdk v3.259.0); the
+# kubernetes plugin needs 1.24.7. Only matters when set-up has something to build.
+GO_MIN_VERSION = "1.25.11"
+# Written by scripts/build-pulumi-kubernetes.sh next to bin/ after a build: the plugin cannot
+# report its own version, so this stamp is the only record of what was built.
+KUBERNETES_STAMP = "BUILT"
 
 
 def cache_root() -> Path:
@@ -66,6 +72,16 @@ def _version_of(pulumi: Path) -> str | None:
     return text.removeprefix("v") if out.returncode == 0 and text else None
 
 
+def pulumi_cache_bin() -> Path:
+    """Where ``scripts/build-pulumi.sh`` puts the CLI and the Python launcher."""
+    return cache_root() / "pulumi" / f"v{PULUMI_VERSION}" / "bin"
+
+
+def kubernetes_cache_bin() -> Path:
+    """Where ``scripts/build-pulumi-kubernetes.sh`` puts the kubernetes provider plugin."""
+    return cache_root() / "pulumi-kubernetes" / f"v{KUBERNETES_PROVIDER_VERSION}" / "bin"
+
+
 def _candidates() -> list[Path]:
     found: list[Path] = []
     root = os.environ.get("MLFORM_PULUMI_ROOT")
@@ -74,7 +90,7 @@ def _candidates() -> list[Path]:
     on_path = shutil.which("pulumi")
     if on_path:
         found.append(Path(on_path))
-    found.append(cache_root() / "pulumi" / f"v{PULUMI_VERSION}" / "bin" / "pulumi")
+    found.append(pulumi_cache_bin() / "pulumi")
     return found
 
 
@@ -99,6 +115,17 @@ def _find_plugin(name: str, near: Path, cache_dir: Path) -> Path | None:
     return Path(on_path) if on_path else None
 
 
+def find_python_launcher(pulumi: Path) -> Path | None:
+    """The Python dynamic-provider launcher: next to the CLI, in the cache, or on PATH."""
+    return _find_plugin(PYTHON_LAUNCHER, pulumi.parent, pulumi_cache_bin())
+
+
+def find_kubernetes_plugin(pulumi: Path | None) -> Path | None:
+    """The kubernetes provider plugin: next to the CLI, in the cache, or on PATH."""
+    near = pulumi.parent if pulumi is not None else kubernetes_cache_bin()
+    return _find_plugin(KUBERNETES_PLUGIN, near, kubernetes_cache_bin())
+
+
 def find_toolchain(*, kubernetes: bool = False) -> Toolchain:
     """The toolchain, or :class:`ToolchainError` naming the command that installs it."""
     pulumi, notes = find_pulumi()
@@ -107,14 +134,8 @@ def find_toolchain(*, kubernetes: bool = False) -> Toolchain:
         raise ToolchainError(
             f"the Pulumi CLI v{PULUMI_VERSION} was not found ({why})", BUILD_PULUMI
         )
-    launcher = _find_plugin(
-        PYTHON_LAUNCHER, pulumi.parent, cache_root() / "pulumi" / f"v{PULUMI_VERSION}" / "bin"
-    )
-    k8s = _find_plugin(
-        KUBERNETES_PLUGIN,
-        pulumi.parent,
-        cache_root() / "pulumi-kubernetes" / f"v{KUBERNETES_PROVIDER_VERSION}" / "bin",
-    )
+    launcher = find_python_launcher(pulumi)
+    k8s = find_kubernetes_plugin(pulumi)
     if launcher is None:
         raise ToolchainError(
             f"{PYTHON_LAUNCHER} (the Python dynamic-provider launcher) is not next to {pulumi}",

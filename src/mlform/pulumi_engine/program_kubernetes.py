@@ -1,0 +1,188 @@
+"""The Pulumi program of the ``render`` and ``kubernetes`` targets.
+
+One ``pulumi_kubernetes.Provider`` (logical name ``mlform-kubernetes``) and, per
+:class:`~mlform.infra.model.Manifest`, one typed pulumi-kubernetes resource whose logical
+name is ``manifest.logical_name``. The class is looked up in the SDK's own registry of
+resource modules (type token ``kubernetes:<group/version>:<Kind>`` -> class, the table
+``pulumi_kubernetes/__init__.py`` registers); kinds it does not know (custom resources)
+become ``apiextensions.CustomResource``.
+
+- ``render``: the provider writes one YAML file per object under ``render_directory``
+  (``0-crd/`` for CustomResourceDefinitions, ``1-manifest/`` for everything else) and talks
+  to no cluster; ``destroy`` deletes the files. **Secrets are written in plain text** there
+  (``stringData`` becomes base64 ``data``: an encoding, not encryption), like any other
+  field: a rendered directory holding Secrets must be treated as secret
+  (or Secrets kept out of it, e.g. with an external-secrets operator). In Pulumi's own state
+  their ``data``/``stringData`` are secret values, encrypted with the stack's passphrase
+  (the SDK's typed ``core.v1.Secret`` marks them; a Secret must not go through the
+  ``CustomResource`` fallback, which would not).
+- ``kubernetes``: kubeconfig and context come from the target (default: the ambient
+  kubeconfig); server-side apply is the provider's default. ``target.namespace`` is the
+  default namespace of objects that name none.
+
+Objects in a namespace that the same program creates depend on that Namespace. With
+``target.skip_await`` every object gets the ``pulumi.com/skipAwait: "true"`` annotation.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi.runtime import rpc
+
+from mlform.infra.model import Manifest
+from mlform.pulumi_engine.target import EngineTarget
+
+PROVIDER_NAME = "mlform-kubernetes"
+SKIP_AWAIT = "pulumi.com/skipAwait"
+_CAMEL_RE = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def pulumi_module(api_version: str) -> str:
+    """The SDK's module of an apiVersion: ``v1`` -> ``core/v1``, ``apps/v1`` unchanged."""
+    return api_version if "/" in api_version else f"core/{api_version}"
+
+
+def resource_class(api_version: str, kind: str) -> type[pulumi.CustomResource] | None:
+    """The SDK's typed class for ``apiVersion``/``kind``; None when it has none (a CRD's)."""
+    module = pulumi_module(api_version)
+    # The registry and its ``mod_info`` are SDK internals (no public accessor); a unit test
+    # (test_the_sdk_registry_gives_the_typed_classes) notices when an upgrade changes them.
+    registered = rpc.get_resource_module("kubernetes", module, "")
+    info: Mapping[str, Any] = getattr(registered, "mod_info", None) or {}
+    class_name = (info.get("classes") or {}).get(f"kubernetes:{module}:{kind}")
+    if class_name is None:
+        return None
+    cls: type[pulumi.CustomResource] = getattr(importlib.import_module(info["fqn"]), class_name)
+    return cls
+
+
+def make_provider(target: EngineTarget) -> k8s.Provider:
+    """The one provider of the program, configured for ``target``."""
+    if target.type == "render":
+        if target.render_directory is None:
+            raise ValueError("the render target needs a render_directory")
+        directory = os.path.abspath(os.path.expanduser(target.render_directory))
+        return k8s.Provider(PROVIDER_NAME, render_yaml_to_directory=directory)
+    if target.type == "kubernetes":
+        kubeconfig = target.kubeconfig
+        if kubeconfig is not None and os.path.exists(os.path.expanduser(kubeconfig)):
+            kubeconfig = os.path.abspath(os.path.expanduser(kubeconfig))
+        return k8s.Provider(
+            PROVIDER_NAME,
+            kubeconfig=kubeconfig,
+            context=target.context,
+            namespace=target.namespace,
+        )
+    raise ValueError(f"the {target.type} target does not take Kubernetes manifests")
+
+
+def _check_unique(manifests: Sequence[Manifest]) -> None:
+    seen_names: set[str] = set()
+    seen_objects: dict[tuple[str, str, str, str], str] = {}
+    for manifest in manifests:
+        if manifest.logical_name in seen_names:
+            raise ValueError(f"two manifests are named {manifest.logical_name}")
+        seen_names.add(manifest.logical_name)
+        meta = manifest.body["metadata"]
+        identity = (
+            str(manifest.body["apiVersion"]),
+            str(manifest.body["kind"]),
+            str(meta.get("namespace", "")),
+            str(meta.get("name", "")),
+        )
+        if identity in seen_objects:
+            raise ValueError(
+                f"{manifest.logical_name} and {seen_objects[identity]} declare the same "
+                f"Kubernetes object ({'/'.join(p for p in identity if p)})"
+            )
+        seen_objects[identity] = manifest.logical_name
+
+
+def _is_namespace(manifest: Manifest) -> bool:
+    return (manifest.body["apiVersion"], manifest.body["kind"]) == ("v1", "Namespace")
+
+
+def declare_manifest(
+    manifest: Manifest,
+    provider: k8s.Provider,
+    *,
+    depends_on: Sequence[pulumi.Resource] = (),
+    skip_await: bool = False,
+) -> pulumi.CustomResource:
+    """Register ``manifest`` as one resource named ``manifest.logical_name``."""
+    body = manifest.inputs()  # a deep copy with sorted keys: deterministic and ours to edit
+    api_version, kind = str(body.pop("apiVersion")), str(body.pop("kind"))
+    body.pop("status", None)
+    if "name" not in body["metadata"]:
+        raise ValueError(f"{manifest.logical_name}: a manifest needs metadata.name")
+    if skip_await:
+        annotations = body["metadata"].setdefault("annotations", {})
+        body["metadata"]["annotations"] = dict(sorted({**annotations, SKIP_AWAIT: "true"}.items()))
+    opts = pulumi.ResourceOptions(provider=provider, depends_on=list(depends_on))
+    cls = resource_class(api_version, kind)
+    if cls is None:
+        extra = sorted(set(body) - {"metadata", "spec"})
+        if extra:
+            raise ValueError(
+                f"{manifest.logical_name}: {api_version} {kind} is not a built-in kind, and a "
+                f"custom resource can only carry metadata and spec (not {', '.join(extra)})"
+            )
+        return k8s.apiextensions.CustomResource(
+            manifest.logical_name,
+            api_version=api_version,
+            kind=kind,
+            metadata=body["metadata"],
+            spec=body.get("spec"),
+            opts=opts,
+        )
+    kwargs = {_CAMEL_RE.sub("_", key).lower(): value for key, value in body.items()}
+    try:
+        return cls(manifest.logical_name, opts=opts, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"{manifest.logical_name}: {api_version} {kind}: {exc}") from exc
+
+
+def declare_manifests(
+    manifests: Sequence[Manifest], target: EngineTarget
+) -> dict[str, pulumi.CustomResource]:
+    """Register the provider and every manifest (inside a running Pulumi program)."""
+    _check_unique(manifests)
+    provider = make_provider(target)
+    declared: dict[str, pulumi.CustomResource] = {}
+    namespaces: dict[str, pulumi.CustomResource] = {}
+    for manifest in manifests:  # namespaces first: the others may depend on them
+        if _is_namespace(manifest):
+            resource = declare_manifest(manifest, provider, skip_await=target.skip_await)
+            declared[manifest.logical_name] = resource
+            namespaces[str(manifest.body["metadata"]["name"])] = resource
+    for manifest in manifests:
+        if _is_namespace(manifest):
+            continue
+        in_namespace = namespaces.get(str(manifest.body["metadata"].get("namespace", "")))
+        declared[manifest.logical_name] = declare_manifest(
+            manifest,
+            provider,
+            depends_on=[in_namespace] if in_namespace is not None else [],
+            skip_await=target.skip_await,
+        )
+    return declared
+
+
+def kubernetes_program(manifests: Sequence[Manifest], target: EngineTarget) -> Callable[[], None]:
+    """An inline program declaring ``manifests`` on ``target`` (render or kubernetes)."""
+    if not target.needs_kubernetes:
+        raise ValueError(f"the {target.type} target does not take Kubernetes manifests")
+    declared = tuple(manifests)
+    _check_unique(declared)
+
+    def program() -> None:
+        declare_manifests(declared, target)
+
+    return program
