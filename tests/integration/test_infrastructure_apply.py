@@ -39,6 +39,10 @@ PLUGIN = textwrap.dedent(
         kind = Kind.DATA
 
         def resources(self, address, config, context):
+            if config.get("description") == "crash":
+                command = (sys.executable, "-c", "raise SystemExit('no model to serve')")
+                return (Process(owner=address, name="server", command=command, port=0,
+                                health_path="/", startup_timeout_s=5),)
             if context.target == "render":
                 return (
                     namespace(address, "served", project="served"),
@@ -256,3 +260,15 @@ def test_render_target_writes_valid_manifests_and_destroy_removes_them(
 
     _ok(run_cli(root, "destroy", "-y", "data.tumors.description=second", env=env))
     assert not list(rendered.rglob("*.yaml"))
+
+
+def test_a_process_that_dies_at_start_is_a_diagnostic_naming_the_object(project: Any) -> None:
+    root, env = project
+    failed = run_cli(root, "apply", "-y", "data.tumors.description=crash", env=env)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    output = failed.stdout + failed.stderr
+    assert "Traceback" not in output
+    assert "data.tumors" in output and "no model to serve" in output
+    state = _state(root)
+    assert state is not None
+    assert state["objects"]["data.tumors"]["status"] == "failed"

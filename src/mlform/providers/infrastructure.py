@@ -20,6 +20,7 @@ from typing import Any
 
 from mlform.addresses import Address, Kind
 from mlform.diagnostics import Diagnostic
+from mlform.errors import InfraError
 from mlform.infra.model import InfraChange, InfraOp, InfraResource, to_record
 from mlform.providers.base import (
     ApplyRequest,
@@ -70,7 +71,10 @@ class InfrastructureProvider:
         return self._provision(request)
 
     def delete(self, request: DeleteRequest) -> DeleteResult:
-        _engine(request.context, request.address).provision(request.address, ())
+        try:
+            _engine(request.context, request.address).provision(request.address, ())
+        except InfraError as failed:
+            raise StepFailed(_one(failed.diagnostics, request.address)) from failed
         return DeleteResult()
 
     def _provision(self, request: ApplyRequest) -> ApplyResult:
@@ -82,9 +86,12 @@ class InfrastructureProvider:
             if change.owner == request.address and change.op is not InfraOp.SAME:
                 progress(f"{change.op.value} {change.type} {change.name}", None)
 
-        live = _engine(request.context, request.address).provision(
-            request.address, wanted, refresh=drifted, on_change=report
-        )
+        try:
+            live = _engine(request.context, request.address).provision(
+                request.address, wanted, refresh=drifted, on_change=report
+            )
+        except InfraError as failed:
+            raise StepFailed(_one(failed.diagnostics, request.address)) from failed
         return ApplyResult(
             outputs={
                 "target": request.context.target,
@@ -105,3 +112,17 @@ def _engine(context: ProviderContext, address: Address) -> Any:
             )
         )
     return context.infrastructure
+
+
+def _one(diagnostics: Sequence[Diagnostic], address: Address) -> Diagnostic:
+    """The engine's diagnostics as the step's one diagnostic (the first leads)."""
+    if not diagnostics:
+        return Diagnostic.error(
+            f"{address}: the infrastructure engine failed",
+            "Run `mlform refresh`, then apply again.",
+            address=str(address),
+        )
+    first = diagnostics[0]
+    more = [f"{d.summary}: {d.detail}" if d.detail else d.summary for d in diagnostics[1:]]
+    detail = "\n".join([first.detail, *more]) if more else first.detail
+    return Diagnostic.error(first.summary, detail, address=first.address or str(address))
