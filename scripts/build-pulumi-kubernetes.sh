@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Build pulumi-resource-kubernetes from the Go module proxy, cached under
-# ~/.cache/mlform/pulumi-kubernetes/v<version>/bin. Prints that bin directory.
+# ~/.cache/mlform/pulumi-kubernetes/v<version>/bin ($MLFORM_TOOLCHAIN_CACHE moves
+# ~/.cache/mlform). Prints that bin directory; everything else goes to stderr.
 # MLFORM_PULUMI_KUBERNETES_BIN=<dir> uses a provider binary already there instead.
+#
+# Safe to interrupt and to run concurrently: the build happens in a staging directory that is
+# renamed into place (binary and stamp together) only when it is complete, and a lock (flock)
+# makes a second set-up wait for the first instead of building again.
 #
 # The module proxy reachable here refuses github.com/pulumi/pulumi-kubernetes/provider/v4 at the
 # release commits tried (4.23.0-4.34.0) and the root module at v4.x.y+incompatible; the one
@@ -14,9 +19,12 @@ VERSION="${PULUMI_KUBERNETES_VERSION:-4.25.0}"
 PROVIDER_PSEUDO="${PULUMI_KUBERNETES_PROVIDER_MODULE_VERSION:-v4.0.0-20260115033456-f47bc2d6f199}"
 SDK_V4="${PULUMI_KUBERNETES_SDK_MODULE_VERSION:-v4.25.0}"
 PULUMI_GO="${PULUMI_KUBERNETES_PULUMI_GO_VERSION:-v3.216.0}"
-CACHE="${MLFORM_TOOLCHAIN_CACHE:-$HOME/.cache/mlform}/pulumi-kubernetes/v$VERSION"
+GO_MIN=1.24.7   # the go directive of provider/v4 at that commit and of pulumi pkg/v3 v3.216.0
+ROOT="${MLFORM_TOOLCHAIN_CACHE:-$HOME/.cache/mlform}/pulumi-kubernetes"
+CACHE="$ROOT/v$VERSION"
 BIN="$CACHE/bin"
 EXE=pulumi-resource-kubernetes
+COLD_MINUTES="${MLFORM_PULUMI_KUBERNETES_COLD_MINUTES:-20-30}"   # measured: 18 min niced, 2 busy cores
 
 STAMP="$CACHE/BUILT"   # "<version> <provider module version>", written after a successful build
 # The provider has no --version flag, and -trimpath drops -ldflags from its build info, so a
@@ -24,17 +32,63 @@ STAMP="$CACHE/BUILT"   # "<version> <provider module version>", written after a 
 if [ -n "${MLFORM_PULUMI_KUBERNETES_BIN:-}" ] && [ -x "$MLFORM_PULUMI_KUBERNETES_BIN/$EXE" ]; then
   echo "$MLFORM_PULUMI_KUBERNETES_BIN"; exit 0
 fi
-if [ -x "$BIN/$EXE" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$VERSION $PROVIDER_PSEUDO" ]; then
+cached() {
+  [ -x "$BIN/$EXE" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$VERSION $PROVIDER_PSEUDO" ]
+}
+if cached; then
   echo "$BIN"; exit 0
 fi
-command -v go >/dev/null 2>&1 || { echo "go is required to build $EXE (apt-get install golang-go, or a Go >= 1.24 toolchain)" >&2; exit 1; }
+
+need_go() {
+  echo "error: the Pulumi kubernetes provider plugin v$VERSION ($EXE) is not in $CACHE and" \
+    "building it needs Go >= $GO_MIN ($1). Install Go >= $GO_MIN and re-run, or set" \
+    "MLFORM_PULUMI_KUBERNETES_BIN=<a directory holding $EXE v$VERSION>." >&2
+  exit 1
+}
+command -v go >/dev/null 2>&1 || need_go "no go on PATH"
+go_version="$(GOTOOLCHAIN=local go env GOVERSION 2>/dev/null || true)"
+go_version="${go_version#go}"
+if [ -z "$go_version" ] \
+  || [ "$(printf '%s\n%s\n' "$GO_MIN" "$go_version" | sort -V | head -n1)" != "$GO_MIN" ]; then
+  need_go "found go ${go_version:-of unknown version} at $(command -v go)"
+fi
+
+mkdir -p "$ROOT"
+work=""
+stage=""
+cleanup() {
+  [ -z "$work" ] || { chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"; }
+  [ -z "$stage" ] || rm -rf "$stage"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$ROOT/.v$VERSION.lock"
+  if ! flock -n 9; then
+    echo "mlform: another set-up is building $EXE v$VERSION; waiting for it" >&2
+    flock 9
+  fi
+  if cached; then   # built by the set-up we waited for
+    echo "$BIN"; exit 0
+  fi
+  rm -rf "$ROOT/.v$VERSION.build."*   # left by an interrupted build (we hold the lock)
+else
+  echo "mlform: flock not found; building without a lock" >&2
+fi
+
+echo "mlform: building the Pulumi kubernetes provider plugin v$VERSION from the Go module" \
+  "proxy (first run only, ~$COLD_MINUTES min) into $CACHE" >&2
+stage="$(mktemp -d "$ROOT/.v$VERSION.build.XXXXXX")"
+chmod 0755 "$stage"
+mkdir "$stage/bin"
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 # The checksum database has no entry for these two (the proxy answers 404 for them).
 export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/pulumi/pulumi-kubernetes,github.com/pulumi/cloud-ready-checks"
 
 work="$(mktemp -d)"
-trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 cd "$work"
 src="$(go mod download -json "github.com/pulumi/pulumi-kubernetes/provider/v4@$PROVIDER_PSEUDO" \
   | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
@@ -109,10 +163,18 @@ EOM
 go mod tidy >&2
 go build -o genbin ./gen >&2
 ./genbin provider/cmd/pulumi-resource-kubernetes "$VERSION" >&2
-mkdir -p "$BIN"
 go build -trimpath \
   -ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=v$VERSION" \
-  -o "$BIN/$EXE.tmp" github.com/pulumi/pulumi-kubernetes/provider/v4/cmd/pulumi-resource-kubernetes >&2
-mv "$BIN/$EXE.tmp" "$BIN/$EXE"
-echo "$VERSION $PROVIDER_PSEUDO" > "$STAMP"
+  -o "$stage/bin/$EXE" github.com/pulumi/pulumi-kubernetes/provider/v4/cmd/pulumi-resource-kubernetes >&2
+[ -x "$stage/bin/$EXE" ] || { echo "error: go build produced no $EXE" >&2; exit 1; }
+echo "$VERSION $PROVIDER_PSEUDO" > "$stage/BUILT"
+# Swap the finished directory into place: readers see the old one, nothing, or the new one.
+if [ -e "$CACHE" ]; then
+  rm -rf "$CACHE.old"
+  mv "$CACHE" "$CACHE.old"
+fi
+mv "$stage" "$CACHE"
+stage=""
+rm -rf "$CACHE.old"
+echo "mlform: built $EXE v$VERSION into $BIN" >&2
 echo "$BIN"

@@ -1,20 +1,81 @@
 #!/usr/bin/env bash
 # Build the Pulumi CLI (and the Python dynamic-provider launcher) from the Go module proxy,
-# cached under ~/.cache/mlform/pulumi/<version>/bin. Prints that bin directory.
+# cached under ~/.cache/mlform/pulumi/<version>/bin ($MLFORM_TOOLCHAIN_CACHE moves
+# ~/.cache/mlform). Prints that bin directory; everything else goes to stderr.
 # Uses an existing `pulumi` on PATH when its version matches.
+#
+# Safe to interrupt and to run concurrently: the build happens in a staging directory that
+# is renamed into place only once both binaries are there and `pulumi version` answers, and a
+# lock (flock) makes a second set-up wait for the first instead of building again.
 set -euo pipefail
 VERSION="${PULUMI_VERSION:-3.259.0}"
-CACHE="${MLFORM_TOOLCHAIN_CACHE:-$HOME/.cache/mlform}/pulumi/v$VERSION"
+GO_MIN=1.25.11   # the go directive of github.com/pulumi/pulumi/{pkg,sdk}/v3 at v3.259.0
+ROOT="${MLFORM_TOOLCHAIN_CACHE:-$HOME/.cache/mlform}/pulumi"
+CACHE="$ROOT/v$VERSION"
 BIN="$CACHE/bin"
-if [ -x "$BIN/pulumi" ] && "$BIN/pulumi" version 2>/dev/null | grep -q "v$VERSION"; then
+COLD_MINUTES="${MLFORM_PULUMI_COLD_MINUTES:-5-15}"   # measured: 6-9 min niced, 2 busy cores
+
+cached() {
+  [ -x "$BIN/pulumi" ] && [ -x "$BIN/pulumi-resource-pulumi-python" ] \
+    && [ "$("$BIN/pulumi" version 2>/dev/null)" = "v$VERSION" ]
+}
+if cached; then
   echo "$BIN"; exit 0
 fi
-if command -v pulumi >/dev/null 2>&1 && pulumi version 2>/dev/null | grep -q "^v$VERSION$"; then
-  dirname "$(command -v pulumi)"; exit 0
+# A pulumi on PATH counts only with the launcher beside it or on PATH (official builds ship it).
+if command -v pulumi >/dev/null 2>&1 && [ "$(pulumi version 2>/dev/null)" = "v$VERSION" ]; then
+  on_path="$(dirname "$(command -v pulumi)")"
+  if [ -x "$on_path/pulumi-resource-pulumi-python" ] \
+    || command -v pulumi-resource-pulumi-python >/dev/null 2>&1; then
+    echo "$on_path"; exit 0
+  fi
 fi
-mkdir -p "$BIN"
+
+need_go() {
+  echo "error: the Pulumi CLI v$VERSION is not in $CACHE and building it needs Go >= $GO_MIN" \
+    "($1). Install Go >= $GO_MIN and re-run, or put a pulumi v$VERSION (with" \
+    "pulumi-resource-pulumi-python beside it) on PATH: it is used as is." >&2
+  exit 1
+}
+command -v go >/dev/null 2>&1 || need_go "no go on PATH"
+go_version="$(GOTOOLCHAIN=local go env GOVERSION 2>/dev/null || true)"
+go_version="${go_version#go}"
+if [ -z "$go_version" ] \
+  || [ "$(printf '%s\n%s\n' "$GO_MIN" "$go_version" | sort -V | head -n1)" != "$GO_MIN" ]; then
+  need_go "found go ${go_version:-of unknown version} at $(command -v go)"
+fi
+
+mkdir -p "$ROOT"
+work=""
+stage=""
+cleanup() {
+  [ -z "$work" ] || rm -rf "$work"
+  [ -z "$stage" ] || rm -rf "$stage"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$ROOT/.v$VERSION.lock"
+  if ! flock -n 9; then
+    echo "mlform: another set-up is building the Pulumi CLI v$VERSION; waiting for it" >&2
+    flock 9
+  fi
+  if cached; then   # built by the set-up we waited for
+    echo "$BIN"; exit 0
+  fi
+  rm -rf "$ROOT/.v$VERSION.build."*   # left by an interrupted build (we hold the lock)
+else
+  echo "mlform: flock not found; building without a lock" >&2
+fi
+
+echo "mlform: building the Pulumi CLI v$VERSION from the Go module proxy" \
+  "(first run only, ~$COLD_MINUTES min) into $CACHE" >&2
+stage="$(mktemp -d "$ROOT/.v$VERSION.build.XXXXXX")"
+chmod 0755 "$stage"
+mkdir "$stage/bin"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
 cd "$work"
 cat > go.mod <<EOM
 module mlform.local/pulumi-build
@@ -39,8 +100,22 @@ export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 go mod tidy >&2
 go build -trimpath -tags osusergo,grpcnotrace \
   -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$VERSION" \
-  -o "$BIN/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi >&2
+  -o "$stage/bin/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi >&2
 sdkdir="$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)"
-install -m 0755 "$sdkdir/python/dist/pulumi-resource-pulumi-python" "$BIN/pulumi-resource-pulumi-python"
-"$BIN/pulumi" version >&2
+install -m 0755 "$sdkdir/python/dist/pulumi-resource-pulumi-python" \
+  "$stage/bin/pulumi-resource-pulumi-python"
+built="$("$stage/bin/pulumi" version 2>/dev/null || true)"
+if [ "$built" != "v$VERSION" ]; then
+  echo "error: the freshly built pulumi reports '${built:-nothing}', expected v$VERSION" >&2
+  exit 1
+fi
+# Swap the finished directory into place: readers see the old one, nothing, or the new one.
+if [ -e "$CACHE" ]; then
+  rm -rf "$CACHE.old"
+  mv "$CACHE" "$CACHE.old"
+fi
+mv "$stage" "$CACHE"
+stage=""
+rm -rf "$CACHE.old"
+echo "mlform: built the Pulumi CLI $built into $BIN" >&2
 echo "$BIN"

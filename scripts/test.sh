@@ -3,7 +3,7 @@
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --kubernetes
 # actionlint checks the example GitHub workflow (built from the Go module proxy, cached).
 PATH="$(bash scripts/build-actionlint.sh):$PATH"
 export PATH

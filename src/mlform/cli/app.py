@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from mlform import __version__
-from mlform.cli import apply_cmds, plan_cmds
+from mlform.cli import apply_cmds, doctor_cmd, plan_cmds
 from mlform.cli.base import Globals, _exit, _run, _usage
 from mlform.cli.policy_cmd import policy_app
 from mlform.cli.state_cmds import state_app
@@ -85,6 +85,7 @@ for _command in (
     plan_cmds.graph,
     plan_cmds.refresh,
     apply_cmds.rollback,
+    doctor_cmd.doctor,
 ):
     app.command()(_command)
 
