@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from mlform.infra.model import InfraChange
     from mlform.plan.model import Plan
     from mlform.policy.model import PolicyReport
+    from mlform.registry.queries import ModelSummary, VersionDetails
+    from mlform.registry.runs import CompareRow, RunRecord
     from mlform.spec.declared import LoadedSystem
     from mlform.state.model import HistoryEntry, RecordedObject, StateDocument
     from mlform.state.store import LocalStateStore
@@ -57,11 +59,17 @@ __all__ = [
     "graph",
     "import_state",
     "init",
+    "lineage",
     "load",
+    "model_show",
+    "models",
     "plan",
     "policy_check",
     "refresh",
     "rollback",
+    "run_show",
+    "runs",
+    "runs_compare",
     "save_plan",
     "state_history",
     "state_list",
@@ -420,3 +428,53 @@ def init(directory: PathLike, *, name: str | None = None, force: bool = False) -
     from mlform.scaffold import scaffold_project
 
     return scaffold_project(Path(directory), name=name, force=force)
+
+
+def models(project_dir: PathLike = ".", stack: str | None = None) -> list[ModelSummary]:
+    """Every registered model of the stack: latest version, aliases, status."""
+    from mlform.registry import queries
+
+    return queries.list_models(_state_dir(project_dir, stack))
+
+
+def model_show(ref: str, project_dir: PathLike = ".", stack: str | None = None) -> VersionDetails:
+    """One model version (``model.x``, ``model.x@v3``, ``model.x@champion``) in detail."""
+    from mlform.registry import queries
+
+    return queries.show_model(_state_dir(project_dir, stack), ref)
+
+
+def lineage(ref: str, project_dir: PathLike = ".", stack: str | None = None) -> dict[str, Any]:
+    """The OpenLineage-shaped RunEvent recorded for a model version."""
+    from mlform.registry import queries
+
+    return queries.lineage_record(_state_dir(project_dir, stack), ref)
+
+
+def runs(
+    project_dir: PathLike = ".", stack: str | None = None, address: str | None = None
+) -> list[RunRecord]:
+    """Training runs of the stack (of one model when ``address`` is given), oldest first."""
+    from mlform.registry import queries
+
+    return queries.list_runs(_state_dir(project_dir, stack), address)
+
+
+def run_show(run_id: str, project_dir: PathLike = ".", stack: str | None = None) -> RunRecord:
+    """One training run: params, per-epoch metrics, hardware, fingerprints, git commit."""
+    from mlform.registry import queries
+
+    return queries.show_run(_state_dir(project_dir, stack), run_id)
+
+
+def runs_compare(
+    run_ids: Sequence[str], project_dir: PathLike = ".", stack: str | None = None
+) -> list[CompareRow]:
+    """The params and metrics that differ between training runs."""
+    from mlform.registry import queries
+
+    return queries.compare_runs(_state_dir(project_dir, stack), run_ids)
+
+
+def _state_dir(project_dir: PathLike, stack: str | None) -> Path:
+    return workspace.state_dir(load(project_dir, stack))

@@ -14,6 +14,10 @@ with status 1. Everything mlform raises on purpose derives from :class:`MlformEr
     │   ├── StateLockedError  another process holds the state lock
     │   └── StateConflictError the state serial moved underneath a writer
     ├── ToolchainError        the Pulumi CLI or a plugin is missing (says how to fix it)
+    ├── RegistryError         the model registry (mlform.registry.errors)
+    │   ├── UnknownRefError   a model reference (model.x@v3, @champion) names nothing
+    │   └── ArtifactError     an artifact is missing or fails its digest check
+    ├── EvaluationError       a metric is unknown or undefined on the data (mlform.evaluation)
     └── UserCodeError         user code (a _target_ module, a transform) raised
 """
 

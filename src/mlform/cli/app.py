@@ -19,6 +19,7 @@ import typer
 from mlform import __version__
 from mlform.cli import apply_cmds, doctor_cmd, plan_cmds
 from mlform.cli.base import Globals, _exit, _run, _usage
+from mlform.cli.models_cmds import register_commands as register_model_commands
 from mlform.cli.policy_cmd import policy_app
 from mlform.cli.state_cmds import state_app
 
@@ -88,6 +89,7 @@ for _command in (
     doctor_cmd.doctor,
 ):
     app.command()(_command)
+register_model_commands(app)  # runs, models, lineage
 
 
 def main() -> None:

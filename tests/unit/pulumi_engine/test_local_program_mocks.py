@@ -70,7 +70,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 @pytest.fixture
 def mocks() -> RecordingMocks:
     recording = RecordingMocks()
-    pulumi.runtime.set_mocks(recording, preview=False)
+    pulumi.runtime.set_mocks(recording, project="project", stack="stack", preview=False)
     return recording
 
 
