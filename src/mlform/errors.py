@@ -18,6 +18,7 @@ with status 1. Everything mlform raises on purpose derives from :class:`MlformEr
     │   ├── UnknownRefError   a model reference (model.x@v3, @champion) names nothing
     │   └── ArtifactError     an artifact is missing or fails its digest check
     ├── EvaluationError       a metric is unknown or undefined on the data (mlform.evaluation)
+    ├── TargetError           a ``_target_`` cannot be imported or called as configured
     └── UserCodeError         user code (a _target_ module, a transform) raised
 """
 

@@ -114,6 +114,7 @@ def provider_context(loaded: LoadedSystem, state: StateDocument | None = None) -
         reveal=partial(reveal, project_dir=loaded.project_dir),
         target=str(target.get("type", "local")),
         infrastructure=LazyProvisioner(partial(_provisioner, loaded, state, target)),
+        settings=loaded.settings,
     )
 
 

@@ -34,6 +34,8 @@ class ProviderContext:
     # engine; None where nothing may be provisioned (unit tests, read-only commands).
     target: str = "local"
     infrastructure: Provisioner | None = None
+    # The redacted non-object sections (project, resources, policies, target, backend).
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def artifact_dir(self) -> Path:

@@ -21,6 +21,7 @@ from mlform.providers.base import Provider
 BUILTIN_PROVIDERS: tuple[tuple[Kind, str], ...] = (
     (Kind.DATA, "mlform.providers.data:DataProvider"),
     (Kind.FEATURES, "mlform.providers.features:FeaturesProvider"),
+    (Kind.MODEL, "mlform.providers.models:ModelProvider"),
 )
 
 
