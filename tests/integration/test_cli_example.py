@@ -44,7 +44,7 @@ def test_validate_then_plan_lists_every_object(project: Path) -> None:
     }
 
 
-def test_apply_builds_data_and_features_then_plan_is_stable(project: Path) -> None:
+def test_apply_builds_data_features_and_models_then_plan_is_stable(project: Path) -> None:
     applied = run_cli(project, "apply", "-s", "dev", "--auto-approve")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "no provider" in (applied.stdout + applied.stderr)
@@ -60,7 +60,9 @@ def test_apply_builds_data_and_features_then_plan_is_stable(project: Path) -> No
     assert actions["data.tumors"] == "no-op"
     assert actions["data.patients"] == "no-op"
     assert actions["features.diagnosis"] == "no-op"
-    assert actions["model.diagnosis"] == "create"  # no model provider in this release
+    assert actions["model.diagnosis"] == "no-op"
+    assert actions["model.diagnosis_torch"] == "no-op"
+    assert actions["deployment.diagnosis-api"] == "create"  # no deployment provider yet
 
     # Planning twice gives byte-identical JSON.
     first = run_cli(project, "plan", "-s", "dev", "--format", "json").stdout

@@ -103,7 +103,7 @@ def test_csv_file_outputs_and_snapshot(project: Path, context: ProviderContext) 
     assert out["freshness"] == {
         "column": "registered_at",
         "max_age": "3650d",
-        "latest": "2025-08-20T14:40:00+00:00",
+        "latest": "2025-08-22T15:40:00+00:00",
         "stale": False,
     }
     mtime = snapshot.stat().st_mtime_ns
@@ -127,7 +127,7 @@ def test_stale_data_is_a_warning_not_a_failure(context: ProviderContext) -> None
     (warning,) = result.diagnostics
     assert warning.severity is Severity.WARNING
     assert warning.key == "data.patients.freshness.max_age"
-    assert "2025-08-20" in warning.summary
+    assert "2025-08-22" in warning.summary
 
 
 def test_missing_declared_column(context: ProviderContext) -> None:

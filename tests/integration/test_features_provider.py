@@ -244,9 +244,15 @@ def test_stratify_with_a_single_member_class(
             "expression": "CASE WHEN sample_id = 3 THEN 2 ELSE target END",
         }
     )
+    config["split"]["stratify"] = "target"
     diagnostic = failure(config, upstream, context)
     assert diagnostic.key == "features.diagnosis.split.stratify"
     assert "'2'" in diagnostic.summary and "only 1 row" in diagnostic.summary
+    # With several columns the rare combination is named, with the columns.
+    config["split"]["stratify"] = ["target", "sex"]
+    diagnostic = failure(config, upstream, context)
+    assert "only 1 row" in diagnostic.summary
+    assert "'2, " in diagnostic.summary and "'target x sex'" in diagnostic.summary
 
 
 def test_duplicate_entity_keys(upstream: dict[str, Any], context: ProviderContext) -> None:

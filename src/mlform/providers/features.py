@@ -296,22 +296,26 @@ def split_rows(
     test_size = float(split.get("test_size", 0.2))
     val_size = float(split.get("validation_size") or 0)
     seed = int(split.get("seed", 0))
-    column = split.get("stratify")
+    stratify = split.get("stratify")
+    columns = [stratify] if isinstance(stratify, str) else list(stratify or [])
     labels: np.ndarray[Any, Any] | None = None
-    if column:
-        if column not in table.column_names:
-            raise fail(
-                "split.stratify",
-                f"stratify column {column!r} is not a column",
-                f"Columns are: {', '.join(table.column_names)}.",
-            )
-        labels = np.asarray([str(v) for v in table.column(column).to_pylist()])
+    if columns:
+        for column in columns:
+            if column not in table.column_names:
+                raise fail(
+                    "split.stratify",
+                    f"stratify column {column!r} is not a column",
+                    f"Columns are: {', '.join(table.column_names)}.",
+                )
+        values = [table.column(c).to_pylist() for c in columns]
+        labels = np.asarray(["\x1f".join(str(v) for v in row) for row in zip(*values, strict=True)])
         classes, counts = np.unique(labels, return_counts=True)
         if counts.min() < 2:
-            rare = classes[counts.argmin()]
+            rare = str(classes[counts.argmin()]).replace("\x1f", ", ")
+            what = columns[0] if len(columns) == 1 else " x ".join(columns)
             raise fail(
                 "split.stratify",
-                f"class {rare!r} of {column!r} has only 1 row",
+                f"class {rare!r} of {what!r} has only 1 row",
                 "A stratified split needs at least 2 rows of every class: "
                 "collect more rows, merge rare classes, or remove split.stratify.",
             )

@@ -75,7 +75,9 @@ class Split(SpecModel):
     test_size: float = Field(default=0.2, gt=0, lt=1)
     validation_size: float = Field(default=0.0, ge=0, lt=1)
     seed: int = 0
-    stratify: str | None = None
+    # One column, or several whose combinations are kept in proportion (e.g. label and a
+    # sensitive column, so every group has the same class mix in each split).
+    stratify: str | list[str] | None = None
 
     @model_validator(mode="after")
     def _room_for_training(self) -> Split:
