@@ -45,37 +45,9 @@ if [ -z "$go_version" ] \
   need_go "found go ${go_version:-of unknown version} at $(command -v go)"
 fi
 
-mkdir -p "$ROOT"
-work=""
-stage=""
-cleanup() {
-  [ -z "$work" ] || rm -rf "$work"
-  [ -z "$stage" ] || rm -rf "$stage"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$ROOT/.v$VERSION.lock"
-  if ! flock -n 9; then
-    echo "mlform: another set-up is building the Pulumi CLI v$VERSION; waiting for it" >&2
-    flock 9
-  fi
-  if cached; then   # built by the set-up we waited for
-    echo "$BIN"; exit 0
-  fi
-  rm -rf "$ROOT/.v$VERSION.build."*   # left by an interrupted build (we hold the lock)
-else
-  echo "mlform: flock not found; building without a lock" >&2
-fi
-
-echo "mlform: building the Pulumi CLI v$VERSION from the Go module proxy" \
-  "(first run only, ~$COLD_MINUTES min) into $CACHE" >&2
-stage="$(mktemp -d "$ROOT/.v$VERSION.build.XXXXXX")"
-chmod 0755 "$stage"
-mkdir "$stage/bin"
-work="$(mktemp -d)"
+WHAT="the Pulumi CLI"
+# shellcheck source=scripts/lib/build-stage.sh
+source "$(dirname "$0")/lib/build-stage.sh"
 cd "$work"
 cat > go.mod <<EOM
 module mlform.local/pulumi-build

@@ -1,0 +1,36 @@
+# Sourced by scripts/build-pulumi*.sh after they set ROOT, VERSION, BIN, CACHE, WHAT (what is
+# built, for messages), COLD_MINUTES and a `cached` function (true when $BIN is complete).
+# Serialises concurrent set-ups with a lock, returns a build another set-up finished while we
+# waited, and stages the new build in "$stage" (renamed into place by the caller, so an
+# interrupted build never leaves a half binary that looks valid). "$work" is a scratch dir.
+mkdir -p "$ROOT"
+work=""
+stage=""
+cleanup() {
+  [ -z "$work" ] || { chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"; }
+  [ -z "$stage" ] || rm -rf "$stage"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$ROOT/.v$VERSION.lock"
+  if ! flock -n 9; then
+    echo "mlform: another set-up is building $WHAT v$VERSION; waiting for it" >&2
+    flock 9
+  fi
+  if cached; then   # built by the set-up we waited for
+    echo "$BIN"; exit 0
+  fi
+  rm -rf "$ROOT/.v$VERSION.build."*   # left by an interrupted build (we hold the lock)
+else
+  echo "mlform: flock not found; building without a lock" >&2
+fi
+
+echo "mlform: building $WHAT v$VERSION from the Go module proxy" \
+  "(first run only, ~$COLD_MINUTES min) into $CACHE" >&2
+stage="$(mktemp -d "$ROOT/.v$VERSION.build.XXXXXX")"
+chmod 0755 "$stage"
+mkdir "$stage/bin"
+work="$(mktemp -d)"
