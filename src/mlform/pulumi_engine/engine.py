@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import socket
 import time
@@ -40,6 +39,7 @@ from mlform.pulumi_engine.lock import engine_lock
 from mlform.pulumi_engine.programs import build_program
 from mlform.pulumi_engine.target import EngineTarget
 from mlform.pulumi_engine.toolchain import Toolchain, find_toolchain
+from mlform.state.lock import process_alive
 
 _NAME_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -269,17 +269,7 @@ class Engine:
                 pid = int(holder.get("pid", 0))
             except (OSError, ValueError, TypeError, AttributeError):
                 continue
-            if holder.get("hostname") == host and pid > 0 and not _pid_alive(pid):
+            if holder.get("hostname") == host and pid > 0 and not process_alive(pid):
                 for stale in (path, path.with_name(path.name + ".attrs")):
                     with contextlib.suppress(OSError):
                         stale.unlink()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

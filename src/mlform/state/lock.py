@@ -79,7 +79,8 @@ def _current_user() -> str:
         return f"uid {os.getuid()}"
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (alive, or owned by another user)."""
     if pid <= 0:
         return False
     try:
@@ -120,7 +121,7 @@ class StateLock:
         )
 
     def is_stale(self, info: LockInfo) -> bool:
-        return info.host == socket.gethostname() and not _process_alive(info.pid)
+        return info.host == socket.gethostname() and not process_alive(info.pid)
 
     @contextlib.contextmanager
     def hold(self, operation: str, *, timeout: float = 0.0) -> Iterator[LockInfo]:
