@@ -21,11 +21,19 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlform.addresses import Address, Kind
 from mlform.diagnostics import Diagnostic
+
+if TYPE_CHECKING:
+    from mlform.evaluation.fairness import FairnessResult
+    from mlform.evaluation.gates import GateResult
+    from mlform.registry.runs import RunStore
+    from mlform.registry.versions import ModelRegistry
+
 from mlform.providers.base import (
     ApplyRequest,
     ApplyResult,
@@ -174,17 +182,16 @@ def _importable(project_dir: Path) -> Iterator[None]:
                 sys.path.remove(entry)
 
 
+@dataclass(frozen=True, slots=True)
 class _Outcome:
-    def __init__(self, **values: Any) -> None:
-        self.__dict__.update(values)
+    """A candidate's evaluation, and where it is recorded."""
 
-    registry: Any
-    runs: Any
+    registry: ModelRegistry
+    runs: RunStore
     metrics: dict[str, float]
-    gates: list[Any]
-    fairness: list[Any]
+    gates: list[GateResult]
+    fairness: list[FairnessResult]
     accepted: bool
-    predictions: Any
 
 
 def _load(features: Mapping[str, Any], config: Mapping[str, Any], address: Address) -> Any:
@@ -297,7 +304,6 @@ def _evaluate(
         gates=results,
         fairness=fairness,
         accepted=accepted,
-        predictions=y_pred,
     )
 
 
