@@ -39,21 +39,8 @@ if cached; then
   echo "$BIN"; exit 0
 fi
 
-need_go() {
-  echo "error: the Pulumi kubernetes provider plugin v$VERSION ($EXE) is not in $CACHE and" \
-    "building it needs Go >= $GO_MIN ($1). Install Go >= $GO_MIN and re-run, or set" \
-    "MLFORM_PULUMI_KUBERNETES_BIN=<a directory holding $EXE v$VERSION>." >&2
-  exit 1
-}
-command -v go >/dev/null 2>&1 || need_go "no go on PATH"
-go_version="$(GOTOOLCHAIN=local go env GOVERSION 2>/dev/null || true)"
-go_version="${go_version#go}"
-if [ -z "$go_version" ] \
-  || [ "$(printf '%s\n%s\n' "$GO_MIN" "$go_version" | sort -V | head -n1)" != "$GO_MIN" ]; then
-  need_go "found go ${go_version:-of unknown version} at $(command -v go)"
-fi
-
 WHAT="the Pulumi kubernetes provider plugin"
+INSTEAD="set MLFORM_PULUMI_KUBERNETES_BIN=<a directory holding $EXE v$VERSION>"
 # shellcheck source=scripts/lib/build-stage.sh
 source "$(dirname "$0")/lib/build-stage.sh"
 

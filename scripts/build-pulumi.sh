@@ -31,21 +31,8 @@ if command -v pulumi >/dev/null 2>&1 && [ "$(pulumi version 2>/dev/null)" = "v$V
   fi
 fi
 
-need_go() {
-  echo "error: the Pulumi CLI v$VERSION is not in $CACHE and building it needs Go >= $GO_MIN" \
-    "($1). Install Go >= $GO_MIN and re-run, or put a pulumi v$VERSION (with" \
-    "pulumi-resource-pulumi-python beside it) on PATH: it is used as is." >&2
-  exit 1
-}
-command -v go >/dev/null 2>&1 || need_go "no go on PATH"
-go_version="$(GOTOOLCHAIN=local go env GOVERSION 2>/dev/null || true)"
-go_version="${go_version#go}"
-if [ -z "$go_version" ] \
-  || [ "$(printf '%s\n%s\n' "$GO_MIN" "$go_version" | sort -V | head -n1)" != "$GO_MIN" ]; then
-  need_go "found go ${go_version:-of unknown version} at $(command -v go)"
-fi
-
 WHAT="the Pulumi CLI"
+INSTEAD="put a pulumi v$VERSION (with pulumi-resource-pulumi-python beside it) on PATH: it is used as is"
 # shellcheck source=scripts/lib/build-stage.sh
 source "$(dirname "$0")/lib/build-stage.sh"
 cd "$work"

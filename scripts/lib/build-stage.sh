@@ -1,8 +1,23 @@
 # Sourced by scripts/build-pulumi*.sh after they set ROOT, VERSION, BIN, CACHE, WHAT (what is
-# built, for messages), COLD_MINUTES and a `cached` function (true when $BIN is complete).
-# Serialises concurrent set-ups with a lock, returns a build another set-up finished while we
-# waited, and stages the new build in "$stage" (renamed into place by the caller, so an
-# interrupted build never leaves a half binary that looks valid). "$work" is a scratch dir.
+# built, for messages), GO_MIN, INSTEAD (what a user can do instead of building),
+# COLD_MINUTES and a `cached` function (true when $BIN is complete).
+# Checks Go, serialises concurrent set-ups with a lock, returns a build another set-up
+# finished while we waited, and stages the new build in "$stage" (renamed into place by the
+# caller, so an interrupted build never leaves a half binary that looks valid). "$work" is a
+# scratch dir.
+need_go() {
+  echo "error: $WHAT v$VERSION is not in $CACHE and building it needs Go >= $GO_MIN ($1)." \
+    "Install Go >= $GO_MIN and re-run, or $INSTEAD." >&2
+  exit 1
+}
+command -v go >/dev/null 2>&1 || need_go "no go on PATH"
+go_version="$(GOTOOLCHAIN=local go env GOVERSION 2>/dev/null || true)"
+go_version="${go_version#go}"
+if [ -z "$go_version" ] \
+  || [ "$(printf '%s\n%s\n' "$GO_MIN" "$go_version" | sort -V | head -n1)" != "$GO_MIN" ]; then
+  need_go "found go ${go_version:-of unknown version} at $(command -v go)"
+fi
+
 mkdir -p "$ROOT"
 work=""
 stage=""
