@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,15 +184,15 @@ def test_state_dir_existing_and_not_yet_created(tmp_path: Path) -> None:
     assert not (tmp_path / "a").exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through any permission bits")
-def test_state_dir_not_writable(tmp_path: Path) -> None:
+def test_state_dir_not_writable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
-    locked.chmod(0o555)
-    try:
-        check = doctor.check_state_dir(locked / "stacks" / "dev")
-    finally:
-        locked.chmod(0o755)
+    # Permission bits do not stop root (CI runs as root), so the access check says no.
+    real_access = doctor.os.access
+    monkeypatch.setattr(
+        doctor.os, "access", lambda path, mode: path != locked and real_access(path, mode)
+    )
+    check = doctor.check_state_dir(locked / "stacks" / "dev")
     assert check.status is Status.MISSING
     assert check.fix is not None and check.fix.startswith("chmod u+w")
 

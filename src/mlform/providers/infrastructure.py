@@ -15,6 +15,7 @@ the engine to refresh before provisioning, so the dead resource is recreated.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,16 +38,16 @@ from mlform.providers.base import (
 )
 
 
-class InfrastructureProvider:
+class InfrastructureProvider(ABC):
     """Base for providers of objects backed by infrastructure; see the module docstring."""
 
     kind: Kind
 
+    @abstractmethod
     def resources(
         self, address: Address, config: Mapping[str, Any], context: ProviderContext
     ) -> Sequence[InfraResource]:
         """The resources ``address`` needs on ``context.target`` (pure: no I/O)."""
-        raise NotImplementedError
 
     def validate(self, request: ValidateRequest) -> tuple[Diagnostic, ...]:
         try:
