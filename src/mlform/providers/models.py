@@ -227,7 +227,7 @@ def _fit(
         data,
         progress=context.progress,
         checkpoint_dir=context.state_dir / "checkpoints" / str(address) / key[:16],
-        gpu_requested=_gpu_requested(config, context.settings),
+        gpu_requested=_gpu_requested(config),
         address=str(address),
     )
 
@@ -263,12 +263,9 @@ def _reload(
     )
 
 
-def _gpu_requested(config: Mapping[str, Any], settings: Mapping[str, Any]) -> bool:
-    profile = config.get("resources") or {}
-    if not isinstance(profile, Mapping):  # a profile name, not yet resolved to the profile
-        profiles = (settings.get("resources") or {}).get("profiles") or {}
-        profile = profiles.get(str(profile)) or {}
-    gpu = profile.get("gpu") or {}
+def _gpu_requested(config: Mapping[str, Any]) -> bool:
+    """The model's resource profile (expanded into its config by the spec) asks for a GPU."""
+    gpu = (config.get("resources") or {}).get("gpu") or {}
     return int(gpu.get("count", 0) or 0) > 0
 
 
