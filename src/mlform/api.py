@@ -14,6 +14,8 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from mlform.policy.model import PolicyReport
     from mlform.registry.queries import ModelSummary, VersionDetails
     from mlform.registry.runs import CompareRow, RunRecord
+    from mlform.rollout.journal import RolloutRecord
     from mlform.spec.declared import LoadedSystem
     from mlform.state.model import HistoryEntry, RecordedObject, StateDocument
     from mlform.state.store import LocalStateStore
@@ -53,6 +56,7 @@ __all__ = [
     "DriftItem",
     "PlanResult",
     "RefreshResult",
+    "RolloutAction",
     "apply",
     "destroy",
     "export_state",
@@ -67,6 +71,8 @@ __all__ = [
     "policy_check",
     "refresh",
     "rollback",
+    "rollout_act",
+    "rollout_status",
     "run_show",
     "runs",
     "runs_compare",
@@ -478,3 +484,129 @@ def runs_compare(
 
 def _state_dir(project_dir: PathLike, stack: str | None) -> Path:
     return workspace.state_dir(load(project_dir, stack))
+
+
+# -- rollouts ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutAction:
+    """What ``mlform rollout promote|abort`` did."""
+
+    deployment: str
+    # "done": acted now; "requested": the apply driving the rollout will act on it.
+    outcome: str
+    record: RolloutRecord
+    diagnostics: tuple[Diagnostic, ...] = ()
+
+
+def rollout_status(
+    deployment: str | None = None, project_dir: PathLike = ".", stack: str | None = None
+) -> list[RolloutRecord]:
+    """The rollout journal of every deployment (or of one), as recorded step by step."""
+    from mlform.rollout.journal import RolloutJournal
+
+    journal = RolloutJournal(_state_dir(project_dir, stack))
+    if deployment is None:
+        return journal.all()
+    address = _deployment_address(deployment)
+    record = journal.load(address)
+    if record is None:
+        raise _no_rollout(address, "has no rollout on record: it was never applied")
+    return [record]
+
+
+def rollout_act(
+    deployment: str,
+    what: str,
+    project_dir: PathLike = ".",
+    stack: str | None = None,
+    *,
+    sink: EventSink = discard,
+) -> RolloutAction:
+    """``what`` = "promote" | "abort" the deployment's pending rollout.
+
+    When an ``mlform apply`` is driving the rollout (it holds the state lock), the request
+    is left in the rollout journal and that apply acts on it at its next check. Otherwise
+    the rollout continues here, under the state lock, and the deployment's state record
+    is updated like an apply step would.
+    """
+    from mlform.addresses import Address
+    from mlform.errors import StateLockedError
+    from mlform.events import StepProgress
+    from mlform.providers.deployments import DeploymentProvider
+    from mlform.rollout.journal import RolloutJournal
+    from mlform.state.model import HistoryEntry, ObjectStatus
+    from mlform.state.timestamps import utc_now
+    from mlform.state.writer import StateWriter
+
+    if what not in ("promote", "abort"):
+        raise ValueError(f"unknown rollout action {what!r}")
+    loaded = load(project_dir, stack)
+    address = _deployment_address(deployment)
+    journal = RolloutJournal(workspace.state_dir(loaded))
+    record = journal.load(address)
+    if record is None or not record.pending:
+        phase = "never applied" if record is None else f"{record.phase}: {record.message}"
+        raise _no_rollout(address, f"has no rollout in progress ({phase})")
+    store = workspace.state_store(loaded)
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(store.lock(f"rollout {what}", timeout=0.0))
+        except StateLockedError:
+            return RolloutAction(address, "requested", journal.request(address, what))
+        state = store.read()
+        recorded = None if state is None else state.get(address)
+        if state is None or recorded is None:
+            raise _no_rollout(address, "is not in the state: apply it first")
+        context = workspace.provider_context(loaded, state)
+        context = dataclasses.replace(
+            context, progress=lambda m, f: sink(StepProgress(address, m, f))
+        )
+        started = utc_now()
+        result = DeploymentProvider().continue_rollout(
+            Address.parse(address), recorded.config, recorded.outputs, context, what
+        )
+        rejected = result.status == ObjectStatus.REJECTED.value
+        writer = StateWriter(store, state)
+        writer.record(
+            recorded.model_copy(
+                update={
+                    "status": ObjectStatus.REJECTED if rejected else ObjectStatus.APPLIED,
+                    "outputs": dict(result.outputs),
+                    "error": result.diagnostics[0].summary if rejected else None,
+                    "updated_at": utc_now(),
+                }
+            )
+        )
+        final = journal.load(address)
+        assert final is not None
+        writer.append_history(
+            HistoryEntry(
+                operation=f"rollout {what}",
+                started_serial=state.serial,
+                finished_serial=writer.serial,
+                started_at=started,
+                finished_at=utc_now(),
+                summary=f"{address}: {final.message}",
+            )
+        )
+        return RolloutAction(address, "done", final, tuple(result.diagnostics))
+    raise AssertionError("unreachable")  # pragma: no cover (ExitStack swallows nothing)
+
+
+def _deployment_address(name: str) -> str:
+    return name if name.startswith("deployment.") else f"deployment.{name}"
+
+
+def _no_rollout(address: str, why: str) -> ConfigError:
+    return ConfigError(
+        [
+            Diagnostic.error(
+                f"{address} {why}",
+                "`mlform rollout status` lists the rollouts on record; a rollout starts when "
+                "`mlform apply` rolls a new model version out to the deployment.",
+                address=address,
+            )
+        ]
+    )

@@ -21,6 +21,7 @@ from mlform.cli import apply_cmds, doctor_cmd, plan_cmds
 from mlform.cli.base import Globals, _exit, _run, _usage
 from mlform.cli.models_cmds import register_commands as register_model_commands
 from mlform.cli.policy_cmd import policy_app
+from mlform.cli.rollout_cmds import register_commands as register_rollout_commands
 from mlform.cli.state_cmds import state_app
 
 # Re-exported: mlform.cli.policy_cmd imports the shared helpers from here.
@@ -90,6 +91,7 @@ for _command in (
 ):
     app.command()(_command)
 register_model_commands(app)  # runs, models, lineage
+register_rollout_commands(app)  # rollout status|promote|abort
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from mlform.plan.reasons import (
     detect_drifted,
     detect_fingerprints,
     detect_incomplete,
+    detect_pending_rollout,
     finish_upstream,
     precedence,
     upstream_finding,
@@ -98,6 +99,9 @@ def _plan_object(
     drifted = detect_drifted(rec, address)
     if drifted is not None:
         own.append(drifted)
+    pending = detect_pending_rollout(rec, address)
+    if pending is not None:
+        own.append(pending)
     upstream: list[Finding] = []
     for dep in obj.depends_on:
         dep_obj = desired.get(dep)

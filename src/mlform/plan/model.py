@@ -51,6 +51,7 @@ class ReasonKind(StrEnum):
     UPSTREAM_CHANGED = "upstream-changed"
     INCOMPLETE = "incomplete"  # a previous apply failed or was interrupted on this object
     DRIFTED = "drifted"  # refresh found its live infrastructure gone or changed
+    ROLLOUT_PENDING = "rollout-pending"  # a rollout is paused or was interrupted midway
     REQUESTED = "requested"  # asked for explicitly (rollback, -replace, destroy)
 
 

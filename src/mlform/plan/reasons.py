@@ -25,6 +25,7 @@ __all__ = [
     "detect_drifted",
     "detect_fingerprints",
     "detect_incomplete",
+    "detect_pending_rollout",
     "finish_upstream",
     "precedence",
     "upstream_finding",
@@ -79,6 +80,23 @@ def detect_drifted(recorded: RecordedObject, address: Address) -> Finding | None
     message = f"live infrastructure drifted: {'; '.join(items)} (found by mlform refresh)"
     reason = Reason(kind=ReasonKind.DRIFTED, message=message)
     return Finding(reason, Action.UPDATE, f"{address} drifted")
+
+
+def detect_pending_rollout(recorded: RecordedObject, address: Address) -> Finding | None:
+    """The object's rollout is paused or stopped midway (recorded by the deployment)."""
+    rollout = recorded.outputs.get("rollout")
+    if not isinstance(rollout, dict) or rollout.get("phase") not in ("progressing", "paused"):
+        return None
+    where = f"at {rollout.get('weight', 0)}% of traffic"
+    if rollout.get("phase") == "paused":
+        state = f"is paused {where}"
+    else:
+        state = f"stopped {where} (step {int(rollout.get('step', 0)) + 1}) before it finished"
+    message = f"the rollout of {rollout.get('canary')} {state}"
+    if rollout.get("message"):
+        message += f": {rollout['message']}"
+    reason = Reason(kind=ReasonKind.ROLLOUT_PENDING, message=message)
+    return Finding(reason, Action.ROLLOUT, f"{address} rollout pending")
 
 
 def detect_config(

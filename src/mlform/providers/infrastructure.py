@@ -73,9 +73,9 @@ class InfrastructureProvider(ABC):
 
     def delete(self, request: DeleteRequest) -> DeleteResult:
         try:
-            _engine(request.context, request.address).provision(request.address, ())
+            engine_of(request.context, request.address).provision(request.address, ())
         except InfraError as failed:
-            raise StepFailed(_one(failed.diagnostics, request.address)) from failed
+            raise StepFailed(one_diagnostic(failed.diagnostics, request.address)) from failed
         return DeleteResult()
 
     def _provision(self, request: ApplyRequest) -> ApplyResult:
@@ -88,11 +88,11 @@ class InfrastructureProvider(ABC):
                 progress(f"{change.op.value} {change.type} {change.name}", None)
 
         try:
-            live = _engine(request.context, request.address).provision(
+            live = engine_of(request.context, request.address).provision(
                 request.address, wanted, refresh=drifted, on_change=report
             )
         except InfraError as failed:
-            raise StepFailed(_one(failed.diagnostics, request.address)) from failed
+            raise StepFailed(one_diagnostic(failed.diagnostics, request.address)) from failed
         return ApplyResult(
             outputs={
                 "target": request.context.target,
@@ -102,7 +102,7 @@ class InfrastructureProvider(ABC):
         )
 
 
-def _engine(context: ProviderContext, address: Address) -> Any:
+def engine_of(context: ProviderContext, address: Address) -> Any:
     if context.infrastructure is None:
         raise StepFailed(
             Diagnostic.error(
@@ -115,7 +115,7 @@ def _engine(context: ProviderContext, address: Address) -> Any:
     return context.infrastructure
 
 
-def _one(diagnostics: Sequence[Diagnostic], address: Address) -> Diagnostic:
+def one_diagnostic(diagnostics: Sequence[Diagnostic], address: Address) -> Diagnostic:
     """The engine's diagnostics as the step's one diagnostic (the first leads)."""
     if not diagnostics:
         return Diagnostic.error(

@@ -22,6 +22,7 @@ BUILTIN_PROVIDERS: tuple[tuple[Kind, str], ...] = (
     (Kind.DATA, "mlform.providers.data:DataProvider"),
     (Kind.FEATURES, "mlform.providers.features:FeaturesProvider"),
     (Kind.MODEL, "mlform.providers.models:ModelProvider"),
+    (Kind.DEPLOYMENT, "mlform.providers.deployments:DeploymentProvider"),
 )
 
 

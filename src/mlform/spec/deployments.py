@@ -7,9 +7,10 @@ p99 latency <= 500 ms, progress deadline 600 s; blue-green keeps the old replica
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from mlform.spec.base import Comparison, Duration, Labels, Name, SpecModel, parse_duration
 from mlform.spec.settings import Target
@@ -35,8 +36,29 @@ class CanaryStep(SpecModel):
     pause: Duration | None = None
 
 
+_LATENCY_RE = re.compile(r"^latency_p(\d{1,2}(?:\.\d+)?)_ms$")
+_RAW_RE = re.compile(r"^metric:[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_NAMED = frozenset({"success_rate", "error_rate", "request_rate"})
+METRIC_HELP = (
+    "Analysis metrics are success_rate, error_rate, request_rate (per second), "
+    "latency_pNN_ms (a latency quantile in milliseconds, e.g. latency_p99_ms or "
+    "latency_p95_ms) or metric:NAME (any metric the model servers export at /metrics: "
+    "the per-second rate of a counter, the value of a gauge)."
+)
+
+
+def check_metric_name(name: str) -> str:
+    """``name`` if the analysis knows how to measure it, else ValueError saying what it knows."""
+    if name in _NAMED or _RAW_RE.match(name):
+        return name
+    match = _LATENCY_RE.match(name)
+    if match and 0 < float(match.group(1)) < 100:
+        return name
+    raise ValueError(f"unknown analysis metric {name!r}. {METRIC_HELP}")
+
+
 class AnalysisMetric(SpecModel):
-    name: str = Field(min_length=1)
+    name: Annotated[str, AfterValidator(check_metric_name)]
     threshold: Comparison
 
 

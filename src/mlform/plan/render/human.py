@@ -14,7 +14,7 @@ from rich.text import Text
 
 from mlform.desired.fingerprint import short_digest
 from mlform.plan.model import Action, Plan, PolicyResult, ReasonKind, ResourceChange
-from mlform.plan.render.values import ACTION_WORDS, PROVIDER_NOTE, describe_field
+from mlform.plan.render.values import ACTION_WORDS, PROVIDER_NOTE, describe_field, rollout_steps
 
 __all__ = ["NO_CHANGES", "render_human"]
 
@@ -114,6 +114,9 @@ def _print_change(console: Console, change: ResourceChange, *, detailed: bool) -
             text = Text(f"{sign} ", style=_FIELD_STYLES[sign])
             text.append(line)
             console.print(Padding(text, (0, 0, 0, 8)))
+    steps = rollout_steps(change)
+    if steps:
+        console.print(Padding(Text(steps, style="cyan"), (0, 0, 0, 6)))
     if not change.provider_available and change.action is not Action.NOOP:
         console.print(Padding(Text(PROVIDER_NOTE, style="dim italic"), (0, 0, 0, 6)))
     if detailed:

@@ -23,6 +23,7 @@ from mlform.plan.render.values import (
     PROVIDER_NOTE,
     describe_field,
     is_destructive,
+    rollout_steps,
 )
 
 __all__ = ["MAX_COMMENT_CHARS", "TEMPLATE_NAME", "default_template_dirs", "render_markdown"]
@@ -179,6 +180,7 @@ def _detail(change: ResourceChange) -> dict[str, Any]:
         "address": change.address,
         "action": ACTION_WORDS[change.action],
         "available": change.provider_available,
+        "steps": rollout_steps(change),
         "reasons": [
             {"message": r.message, "fields": [describe_field(f, 200) for f in r.fields]}
             for r in change.reasons

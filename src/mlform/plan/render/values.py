@@ -14,6 +14,7 @@ __all__ = [
     "describe_field",
     "format_value",
     "is_destructive",
+    "rollout_steps",
 ]
 
 SENSITIVE = "(sensitive value)"
@@ -51,3 +52,15 @@ def describe_field(change: FieldChange, limit: int = 80) -> tuple[str, str]:
 
 def is_destructive(change: ResourceChange) -> bool:
     return change.action in (Action.DELETE, Action.REPLACE)
+
+
+def rollout_steps(change: ResourceChange) -> str | None:
+    """How a deployment's rollout will move traffic (its strategy's steps), or None."""
+    if change.action is not Action.ROLLOUT or change.kind != "deployment" or not change.after:
+        return None
+    from mlform.rollout.strategy import Strategy
+
+    try:
+        return "steps: " + Strategy.from_config(change.after).describe()
+    except (ValueError, KeyError, TypeError):
+        return None

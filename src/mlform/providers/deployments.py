@@ -1,0 +1,389 @@
+"""Deployments on the local target: a router in front of one server per model version.
+
+A deployment runs, as Pulumi-managed local processes (:mod:`mlform.pulumi_engine`):
+
+- ``router``: the traffic router (:mod:`mlform.serving.router`) on the deployment's
+  ``port``; its route table lives in ``<state dir>/deployments/<name>/routes.json`` and
+  is changed at run time through its admin API, never by restarting it;
+- ``server-<model>-v<N>``: ``mlform serve`` for each model version the deployment
+  serves right now (one; two during a canary or a blue-green preview; every variant
+  of an A/B test; the shadow model), each on a free port, ``replicas`` worker processes,
+  logging predictions to ``<state dir>/predictions/<name>/<model>-v<N>/``.
+
+The versions come from the model registry (``model@alias``, resolved when the step
+runs); how traffic moves from the old version to the new one is the strategy's
+(:mod:`mlform.rollout.controller`), recorded step by step in the rollout journal.
+A rollout that its analysis aborts is recorded as *rejected*: traffic is back on the
+stable version, the step fails with the reasons, and the next plan stays quiet until
+the model or the deployment changes (Argo Rollouts' "aborted" state).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mlform.addresses import Address, Kind
+from mlform.diagnostics import Diagnostic
+from mlform.errors import InfraError
+from mlform.infra.model import InfraChange, InfraOp, InfraResource, Process, to_record
+from mlform.providers.base import (
+    ApplyRequest,
+    ApplyResult,
+    ProviderContext,
+    StepFailed,
+    ValidateRequest,
+)
+from mlform.providers.infrastructure import InfrastructureProvider, engine_of, one_diagnostic
+from mlform.rollout.analysis import Snapshot, scrape
+from mlform.rollout.controller import Controller, Wanted
+from mlform.rollout.journal import RolloutJournal, RolloutRecord, Served
+from mlform.rollout.strategy import Strategy
+
+__all__ = ["DeploymentProvider", "wanted_versions"]
+
+ROUTER = "router"
+_SLUG_RE = re.compile(r"[^a-z0-9-]+")
+
+
+def _slug(name: str) -> str:
+    return _SLUG_RE.sub("-", name.lower()).strip("-")[:40] or "model"
+
+
+def _served(model: str, version: int, weight: int = 100) -> Served:
+    return Served(f"{_slug(model)}-v{version}", f"model.{model}@v{version}", weight)
+
+
+def server_name(served: Served) -> str:
+    return f"server-{served.upstream}"
+
+
+class DeploymentProvider(InfrastructureProvider):
+    kind = Kind.DEPLOYMENT
+
+    def validate(self, request: ValidateRequest) -> tuple[Diagnostic, ...]:
+        return ()
+
+    def resources(
+        self, address: Address, config: Mapping[str, Any], context: ProviderContext
+    ) -> Sequence[InfraResource]:
+        """The router and the servers the rollout journal says are serving (offline)."""
+        if context.target != "local":
+            return ()
+        record = RolloutJournal(context.state_dir).load(str(address))
+        serving: tuple[Served, ...] = () if record is None else record.stable
+        if record is not None and record.pending and record.canary is not None:
+            serving = (*serving, record.canary)
+        if record is not None and record.mirror is not None:
+            serving = (*serving, record.mirror)
+        return _resources(address, config, context, serving)
+
+    def create(self, request: ApplyRequest) -> ApplyResult:
+        return self._deploy(request)
+
+    def update(self, request: ApplyRequest) -> ApplyResult:
+        return self._deploy(request)
+
+    def _deploy(self, request: ApplyRequest) -> ApplyResult:
+        address, config, context = request.address, request.config, request.context
+        if context.target != "local":
+            raise StepFailed(
+                Diagnostic.error(
+                    f"{address}: deployments on the {context.target!r} target are not "
+                    "provisioned by this release",
+                    "Serving and rollouts run on the local target (target.type: local). "
+                    "The kubernetes and render targets provision data, features and models "
+                    "today; their deployments arrive with the Kubernetes target.",
+                    address=str(address),
+                )
+            )
+        runtime = LocalRuntime(
+            address, config, context, refresh=bool(request.prior_outputs.get("drift"))
+        )
+        controller = Controller(
+            str(address), Strategy.from_config(config), RolloutJournal(context.state_dir), runtime
+        )
+        record = controller.deploy(wanted_versions(address, config, context))
+        return _result(address, record, runtime, aborted=controller.aborted)
+
+    def continue_rollout(
+        self,
+        address: Address,
+        config: Mapping[str, Any],
+        prior_outputs: Mapping[str, Any],
+        context: ProviderContext,
+        request: str | None,
+    ) -> ApplyResult:
+        """``mlform rollout promote|abort`` when no apply is driving the rollout."""
+        runtime = LocalRuntime(address, config, context, refresh=False)
+        controller = Controller(
+            str(address), Strategy.from_config(config), RolloutJournal(context.state_dir), runtime
+        )
+        record = controller.resume(wanted_versions(address, config, context), request)
+        return _result(address, record, runtime, aborted=controller.aborted)
+
+
+def _result(
+    address: Address, record: RolloutRecord, runtime: LocalRuntime, *, aborted: bool
+) -> ApplyResult:
+    outputs = runtime.outputs(record)
+    if not aborted:
+        return ApplyResult(outputs=outputs)
+    return ApplyResult(
+        outputs=outputs,
+        status="rejected",
+        diagnostics=(
+            Diagnostic.error(
+                f"{address}: {record.message}",
+                "The new version was rolled back automatically. `mlform rollout status` "
+                f"shows each analysis check. The deployment keeps serving "
+                f"{', '.join(s.ref for s in record.stable)}; train a better version (the "
+                "next plan rolls it out) or change the deployment to try again.",
+                address=str(address),
+            ),
+        ),
+    )
+
+
+def wanted_versions(
+    address: Address, config: Mapping[str, Any], context: ProviderContext
+) -> Wanted:
+    """The model versions the config asks for, resolved in the registry now."""
+    strategy = config.get("strategy") or {}
+    if strategy.get("type") == "ab_test":
+        primary = tuple(
+            _resolve(
+                address,
+                str(v["model"]),
+                str(v.get("alias", "champion")),
+                context,
+                int(v["weight"]),
+                f"strategy.variants.{i}",
+            )
+            for i, v in enumerate(strategy.get("variants") or ())
+        )
+        return Wanted(
+            primary,
+            route_by=str(strategy.get("route_by", "hash")),
+            key=strategy.get("key"),
+        )
+    primary = (
+        _resolve(
+            address,
+            str(config["model"]),
+            str(config.get("alias", "champion")),
+            context,
+            100,
+            "model",
+        ),
+    )
+    if strategy.get("type") == "shadow":
+        mirror = _resolve(
+            address,
+            str(strategy["model"]),
+            str(strategy.get("alias", "challenger")),
+            context,
+            100,
+            "strategy.model",
+        )
+        return Wanted(
+            primary, mirror=mirror, mirror_percent=int(strategy.get("mirror_percent", 100))
+        )
+    return Wanted(primary)
+
+
+def _resolve(
+    address: Address, model: str, alias: str, context: ProviderContext, weight: int, key: str
+) -> Served:
+    from mlform.registry.queries import registry_for
+
+    model_address = f"model.{model}"
+    version = registry_for(context.state_dir).alias_of(model_address, alias)
+    if version is None or version.digest is None:
+        raise StepFailed(
+            Diagnostic.error(
+                f"{address}: {model_address} has no version with the alias {alias!r} to serve",
+                f"The deployment's {key} names {model_address}@{alias}. Apply the model first "
+                f"(its gates must pass for it to become champion) — `mlform models show "
+                f"{model_address}` lists its versions — or set {key}'s alias to one that exists.",
+                address=str(address),
+            )
+        )
+    return _served(model, version.version, weight)
+
+
+def _resources(
+    address: Address,
+    config: Mapping[str, Any],
+    context: ProviderContext,
+    serving: Sequence[Served],
+) -> list[InfraResource]:
+    state_dir = Path(context.state_dir).resolve()
+    project_dir = Path(context.project_dir).resolve()
+    name = address.name
+    deadline = Strategy.from_config(config).progress_deadline_s
+    router = Process(
+        owner=address,
+        name=ROUTER,
+        command=(
+            sys.executable,
+            "-m",
+            "mlform.serving.router",
+            "--port",
+            "{port}",
+            "--routes",
+            str(routes_file(state_dir, name)),
+            "--name",
+            name,
+        ),
+        port=int(config.get("port", 8080)),
+        health_path="/-/health",
+        cwd=str(project_dir),
+    )
+    servers: list[InfraResource] = [
+        Process(
+            owner=address,
+            name=server_name(served),
+            command=(
+                sys.executable,
+                "-m",
+                "mlform",
+                "serve",
+                served.ref,
+                "--registry",
+                str(state_dir / "registry"),
+                "--name",
+                name,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+                "--workers",
+                str(max(1, int(config.get("replicas", 1) or 1))),
+                "--prediction-log",
+                str(state_dir / "predictions" / name / served.upstream),
+                "--project-dir",
+                str(project_dir),
+            ),
+            health_path="/v2/health/ready",
+            cwd=str(project_dir),
+            startup_timeout_s=deadline,
+        )
+        for served in serving
+    ]
+    return [router, *servers]
+
+
+def routes_file(state_dir: Path, deployment: str) -> Path:
+    return Path(state_dir) / "deployments" / deployment / "routes.json"
+
+
+class LocalRuntime:
+    """The controller's effects on the local target: Pulumi for processes, HTTP for routes."""
+
+    def __init__(
+        self,
+        address: Address,
+        config: Mapping[str, Any],
+        context: ProviderContext,
+        *,
+        refresh: bool,
+    ) -> None:
+        self.address = address
+        self.config = config
+        self.context = context
+        self._refresh = refresh
+        self.resources: list[InfraResource] = []
+        self.live: dict[str, dict[str, Any]] = {}
+
+    def serve(self, versions: Sequence[Served]) -> Mapping[str, str]:
+        wanted = _resources(self.address, self.config, self.context, versions)
+        progress = self.context.progress
+
+        def report(change: InfraChange) -> None:
+            if change.owner == self.address and change.op is not InfraOp.SAME:
+                progress(f"{change.op.value} {change.type} {change.name}", None)
+
+        try:
+            live = engine_of(self.context, self.address).provision(
+                self.address, wanted, refresh=self._refresh, on_change=report
+            )
+        except InfraError as failed:
+            raise StepFailed(one_diagnostic(failed.diagnostics, self.address)) from failed
+        self._refresh = False
+        self.resources, self.live = wanted, dict(live)
+        return {s.upstream: str(self.live[server_name(s)]["url"]) for s in versions}
+
+    @property
+    def router_url(self) -> str:
+        return str(self.live[ROUTER]["url"])
+
+    def route(self, table: Mapping[str, Any]) -> int:
+        document = dict(table)
+        for _attempt in range(3):
+            status, body = _http("PUT", f"{self.router_url}/-/routes", document)
+            if status == 200:
+                return int(body.get("generation", document["generation"]))
+            if status == 409:  # the router holds a newer table (a lost journal): go past it
+                _, current = _http("GET", f"{self.router_url}/-/routes", None)
+                document["generation"] = int(current.get("generation", 0)) + 1
+                continue
+            break
+        raise StepFailed(
+            Diagnostic.error(
+                f"{self.address}: the router refused the new routes ({status}): "
+                f"{body.get('error', body)}",
+                "Run `mlform refresh` and apply again; the router's log is in "
+                f"{Path(self.context.state_dir) / 'pulumi'}.",
+                address=str(self.address),
+            )
+        )
+
+    def metrics(self, base_url: str) -> Snapshot:
+        return scrape(f"{base_url}/metrics")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def progress(self, message: str, fraction: float | None) -> None:
+        self.context.progress(message, fraction)
+
+    def outputs(self, record: RolloutRecord) -> dict[str, Any]:
+        name = self.address.name
+        url = self.live.get(ROUTER, {}).get("url")
+        return {
+            "target": self.context.target,
+            "infrastructure": [to_record(r) for r in self.resources],
+            "live": self.live,
+            "url": url,
+            "endpoint": None if url is None else f"{url}/v2/models/{name}/infer",
+            "serving": [s.to_dict() for s in record.stable],
+            "rollout": record.summary(),
+        }
+
+
+def _http(method: str, url: str, body: Mapping[str, Any] | None) -> tuple[int, dict[str, Any]]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except ValueError:
+            return exc.code, {}
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return 0, {"error": str(exc)}
