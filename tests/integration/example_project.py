@@ -16,9 +16,17 @@ EXAMPLE_PARTS = ("configs", "stacks", "ml", "data")
 
 
 def copy_example(dest: Path) -> Path:
-    """Copy the example system (configs/, stacks/, ml/, data/) into ``dest``."""
+    """Copy the example system (configs/, stacks/, ml/, data/) into ``dest``.
+
+    The copy's deployment listens on a free port (``port: 0``) instead of the example's
+    8080, so tests running side by side do not compete for it; the processes an apply
+    leaves running are stopped when the test session ends (tests/integration/conftest.py).
+    """
     for part in EXAMPLE_PARTS:
         shutil.copytree(REPO / part, dest / part)
+    deployment = dest / "configs" / "deployments" / "diagnosis_api.yaml"
+    text = deployment.read_text()
+    deployment.write_text(text + "port: 0  # a free port (tests run side by side)\n")
     return dest
 
 

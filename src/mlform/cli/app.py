@@ -22,6 +22,7 @@ from mlform.cli.base import Globals, _exit, _run, _usage
 from mlform.cli.models_cmds import register_commands as register_model_commands
 from mlform.cli.policy_cmd import policy_app
 from mlform.cli.rollout_cmds import register_commands as register_rollout_commands
+from mlform.cli.serve_cmd import register_commands as register_serve_commands
 from mlform.cli.state_cmds import state_app
 
 # Re-exported: mlform.cli.policy_cmd imports the shared helpers from here.
@@ -92,6 +93,7 @@ for _command in (
     app.command()(_command)
 register_model_commands(app)  # runs, models, lineage
 register_rollout_commands(app)  # rollout status|promote|abort
+register_serve_commands(app)  # serve
 
 
 def main() -> None:

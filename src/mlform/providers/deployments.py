@@ -20,12 +20,9 @@ the model or the deployment changes (Argo Rollouts' "aborted" state).
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +34,8 @@ from mlform.infra.model import InfraChange, InfraOp, InfraResource, Process, to_
 from mlform.providers.base import (
     ApplyRequest,
     ApplyResult,
+    DeleteRequest,
+    DeleteResult,
     ProviderContext,
     StepFailed,
     ValidateRequest,
@@ -112,6 +111,11 @@ class DeploymentProvider(InfrastructureProvider):
         )
         record = controller.deploy(wanted_versions(address, config, context))
         return _result(address, record, runtime, aborted=controller.aborted)
+
+    def delete(self, request: DeleteRequest) -> DeleteResult:
+        result = super().delete(request)
+        RolloutJournal(request.context.state_dir).remove(str(request.address))
+        return result
 
     def continue_rollout(
         self,
@@ -326,25 +330,24 @@ class LocalRuntime:
         return str(self.live[ROUTER]["url"])
 
     def route(self, table: Mapping[str, Any]) -> int:
+        from mlform.serving.router_client import RouterAdminError, StaleRoutesError, put_routes
+        from mlform.serving.routes import RouteError
+
         document = dict(table)
-        for _attempt in range(3):
-            status, body = _http("PUT", f"{self.router_url}/-/routes", document)
-            if status == 200:
-                return int(body.get("generation", document["generation"]))
-            if status == 409:  # the router holds a newer table (a lost journal): go past it
-                _, current = _http("GET", f"{self.router_url}/-/routes", None)
-                document["generation"] = int(current.get("generation", 0)) + 1
-                continue
-            break
-        raise StepFailed(
-            Diagnostic.error(
-                f"{self.address}: the router refused the new routes ({status}): "
-                f"{body.get('error', body)}",
-                "Run `mlform refresh` and apply again; the router's log is in "
-                f"{Path(self.context.state_dir) / 'pulumi'}.",
-                address=str(self.address),
-            )
-        )
+        try:
+            try:
+                return put_routes(self.router_url, document).generation
+            except StaleRoutesError as stale:  # the router holds a newer table: go past it
+                document["generation"] = int(stale.current_generation or 0) + 1
+                return put_routes(self.router_url, document).generation
+        except (RouterAdminError, RouteError) as exc:
+            raise StepFailed(
+                Diagnostic.error(
+                    f"{self.address}: the router refused the new routes: {exc}",
+                    "Run `mlform refresh` (it finds a router that died) and apply again.",
+                    address=str(self.address),
+                )
+            ) from exc
 
     def metrics(self, base_url: str) -> Snapshot:
         return scrape(f"{base_url}/metrics")
@@ -370,20 +373,3 @@ class LocalRuntime:
             "serving": [s.to_dict() for s in record.stable],
             "rollout": record.summary(),
         }
-
-
-def _http(method: str, url: str, body: Mapping[str, Any] | None) -> tuple[int, dict[str, Any]]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"{}")
-        except ValueError:
-            return exc.code, {}
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return 0, {"error": str(exc)}

@@ -61,7 +61,9 @@ def parse_snapshot(text: str, taken_at: float) -> Snapshot:
     for family in families:
         for sample in family.samples:
             values[sample.name] = values.get(sample.name, 0.0) + sample.value
-            if family.type == "counter" or sample.name.endswith(("_total", "_count", "_sum", "_bucket")):
+            if family.type == "counter" or sample.name.endswith(
+                ("_total", "_count", "_sum", "_bucket")
+            ):
                 counters.add(sample.name)
             if family.name != DURATION or sample.labels.get("endpoint") != "infer":
                 continue

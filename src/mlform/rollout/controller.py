@@ -120,11 +120,9 @@ class Controller:
         """First deploy, recreate, rolling, A/B and shadow: no steps, one switch."""
         old = () if record is None else record.stable
         new = wanted.primary
-        extra = (wanted.mirror,) if wanted.mirror else ()
-        if self.strategy.type == "recreate" or not old:
-            self._serve((*new, *extra))
-        else:
-            self._serve(_unique((*old, *new, *extra)))
+        final = (*new, *((wanted.mirror,) if wanted.mirror else ()))
+        first = final if self.strategy.type == "recreate" else _unique((*old, *final))
+        self._serve(first)
         settled = RolloutRecord(
             deployment=self.deployment,
             strategy=self.strategy.type,
@@ -135,7 +133,8 @@ class Controller:
             events=() if record is None else record.events,
         )
         settled = self._route(settled, wanted)
-        self._serve((*new, *extra))
+        if {s.upstream for s in first} != {s.upstream for s in final}:
+            self._serve(final)  # stop what no longer serves, after traffic left it
         refs = ", ".join(f"{s.ref} ({s.weight}%)" if len(new) > 1 else s.ref for s in new)
         return self._save(settled.log(f"serving {refs}"))
 

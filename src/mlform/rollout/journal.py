@@ -202,6 +202,11 @@ class RolloutJournal:
             write_atomic(self.path(record.deployment), text + "\n")
         return record
 
+    def remove(self, deployment: str) -> None:
+        """Forget the deployment's rollouts (it was destroyed)."""
+        with self._locked():
+            self.path(deployment).unlink(missing_ok=True)
+
     def take_request(self, deployment: str) -> str | None:
         """The pending promote/abort request, cleared from the record."""
         with self._locked():

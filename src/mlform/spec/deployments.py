@@ -171,6 +171,7 @@ class DeploymentSpec(SpecModel):
     resources: Name | None = None
     autoscaling: Autoscaling | None = None
     image: str | None = None
-    port: int = Field(default=8080, ge=1, le=65535)
+    # The port clients call; 0 picks a free one (local target: see `mlform state show`).
+    port: int = Field(default=8080, ge=0, le=65535)
     target: Target | None = None
     strategy: Strategy = Field(default_factory=lambda: Rolling(type="rolling"))
