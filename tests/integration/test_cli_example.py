@@ -62,7 +62,7 @@ def test_apply_builds_data_features_and_models_then_plan_is_stable(project: Path
     assert actions["features.diagnosis"] == "no-op"
     assert actions["model.diagnosis"] == "no-op"
     assert actions["model.diagnosis_torch"] == "no-op"
-    assert actions["deployment.diagnosis-api"] == "create"  # no deployment provider yet
+    assert actions["deployment.diagnosis-api"] == "no-op"  # served: see test_rollouts.py
 
     # Planning twice gives byte-identical JSON.
     first = run_cli(project, "plan", "-s", "dev", "--format", "json").stdout

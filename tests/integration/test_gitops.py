@@ -239,7 +239,9 @@ def test_pull_request_plan_review_merge_apply(origin: Path, tmp_path: Path) -> N
         run_cli(pr, "plan", "-s", "dev", "--out", str(saved), "--format", "markdown")
     ).stdout
     summary = re.search(
-        r"(\d+) to create, (\d+) to update, (\d+) to retrain, (\d+) to destroy", markdown
+        r"(\d+) to create, (\d+) to update, (\d+) to retrain, (?:\d+ to roll out, )?(\d+) "
+        "to destroy",
+        markdown,
     )
     assert summary is not None, markdown
     assert summary.group(2) != "0"  # features.diagnosis is updated

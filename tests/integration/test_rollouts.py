@@ -170,3 +170,122 @@ def test_canary_promotes_v2_then_rolls_back_a_slow_v3_without_failed_requests(
     assert set(tail) == {"diagnosis-v2"}
     status, _ = _get(f"{base}/v2/health/ready")
     assert status == 200
+
+
+BLUE_GREEN = (
+    "~deployments.diagnosis-api.strategy",
+    "+deployments.diagnosis-api.strategy.type=blue_green",
+    "+deployments.diagnosis-api.strategy.scale_down_delay=1s",
+)
+
+
+@pytest.fixture()
+def fresh(tmp_path: Path, pulumi_toolchain: Any) -> Iterator[Path]:
+    root = copy_example(tmp_path / "project")
+    (root / "stacks" / "e2e.yaml").write_text(E2E_STACK)
+    yield root
+    run_cli(root, "destroy", "-s", "e2e", "-y", *BLUE_GREEN)
+
+
+def test_blue_green_previews_until_rollout_promote(fresh: Path) -> None:
+    _ok(run_cli(fresh, "apply", "-s", "e2e", "-y", *BLUE_GREEN))
+    endpoint = json.loads(
+        _ok(run_cli(fresh, "state", "show", "deployment.diagnosis-api", "-s", "e2e"))
+    )["outputs"]["endpoint"]
+    body = json.loads(
+        (Path(__file__).parents[2] / "docs/examples/diagnosis-request.json").read_text()
+    )
+    _ok(run_cli(fresh, "apply", "-s", "e2e", "-y", *BLUE_GREEN, *V2))
+    status = _json(fresh, "rollout", "status", "diagnosis-api")[0]
+    assert status["phase"] == "paused" and status["canary"]["ref"] == "model.diagnosis@v2"
+    # Clients still get v1; the preview header reaches v2.
+    assert _post(endpoint, body)[2] == "diagnosis-v1"
+    preview = urllib.request.Request(
+        endpoint,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "X-Mlform-Preview": "true"},
+    )
+    with urllib.request.urlopen(preview, timeout=10) as response:
+        assert response.headers["X-Mlform-Upstream"] == "diagnosis-v2"
+    # The plan shows the pending rollout; apply again leaves it paused.
+    plan = _ok(run_cli(fresh, "plan", "-s", "e2e", *BLUE_GREEN, *V2))
+    assert "deployment.diagnosis-api  roll out" in plan
+    assert "the rollout of model.diagnosis@v2 is paused" in plan
+    out = _ok(run_cli(fresh, "rollout", "promote", "diagnosis-api", "-s", "e2e"))
+    assert "model.diagnosis@v2 is stable" in out
+    assert _post(endpoint, body)[2] == "diagnosis-v2"
+    status = _json(fresh, "rollout", "status", "diagnosis-api")[0]
+    assert status["phase"] == "healthy"
+    assert [s["ref"] for s in status["stable"]] == ["model.diagnosis@v2"]
+    plan = json.loads(
+        _ok(run_cli(fresh, "plan", "-s", "e2e", "--format", "json", *BLUE_GREEN, *V2))
+    )
+    actions = {c["address"]: c["action"] for c in plan["changes"]}
+    assert actions["deployment.diagnosis-api"] == "no-op"
+    history = _ok(run_cli(fresh, "state", "history", "-s", "e2e"))
+    assert "rollout promote" in history
+    # Nothing left to promote: a clear error, not a traceback.
+    again = run_cli(fresh, "rollout", "promote", "diagnosis-api", "-s", "e2e")
+    assert again.returncode == 1 and "has no rollout in progress" in again.stderr + again.stdout
+    assert "Traceback" not in again.stderr
+
+
+def test_an_interrupted_canary_resumes_where_it_stopped(fresh: Path) -> None:
+    _ok(run_cli(fresh, "apply", "-s", "e2e", "-y"))
+    endpoint = json.loads(
+        _ok(run_cli(fresh, "state", "show", "deployment.diagnosis-api", "-s", "e2e"))
+    )["outputs"]["endpoint"]
+    body_file = Path(__file__).parents[2] / "docs/examples/diagnosis-request.json"
+    summary_file = fresh / "summary.json"
+    load = subprocess.Popen(
+        [
+            sys.executable,
+            str(SUPPORT / "loadgen.py"),
+            endpoint,
+            str(body_file),
+            str(summary_file),
+            "--rate",
+            "30",
+        ]
+    )
+    try:
+        apply = subprocess.Popen(
+            [sys.executable, "-m", "mlform", "-C", str(fresh), "apply", "-s", "e2e", "-y", *V2],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        journal = (
+            fresh / ".mlform" / "stacks" / "e2e" / "rollouts" / "deployment.diagnosis-api.json"
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            record = json.loads(journal.read_text()) if journal.exists() else {}
+            if record.get("phase") == "progressing" and record.get("weight") == 50:
+                break
+            time.sleep(0.2)
+        else:
+            recorded = journal.read_text() if journal.exists() else "no journal"
+            pytest.fail(f"the canary never reached 50%: {recorded}")
+        apply.send_signal(signal.SIGKILL)
+        apply.wait(timeout=30)
+        plan = _ok(run_cli(fresh, "plan", "-s", "e2e", *V2))
+        assert "deployment.diagnosis-api  roll out" in plan
+        assert "the last apply started on this object but did not finish" in plan
+        status = _json(fresh, "rollout", "status", "diagnosis-api")[0]
+        assert status["phase"] == "progressing" and status["weight"] == 50
+        out = _ok(run_cli(fresh, "apply", "-s", "e2e", "-y", *V2))
+        assert "deployment.diagnosis-api" in out
+        status = _json(fresh, "rollout", "status", "diagnosis-api")[0]
+        assert status["phase"] == "healthy"
+        messages = [e["message"] for e in status["events"]]
+        assert any("resuming the rollout of model.diagnosis@v2 at step 1" in m for m in messages)
+        # Resumed at 50%: no second pass through the 20% step.
+        step_starts = [m for m in messages if m.startswith("step 1/3")]
+        assert len(step_starts) == 1
+        time.sleep(1)
+    finally:
+        load.send_signal(signal.SIGTERM)
+        load.wait(timeout=60)
+    summary = json.loads(summary_file.read_text())
+    assert summary["failed"] == 0, summary["failures"]
+    assert {"diagnosis-v1", "diagnosis-v2"} <= set(summary["upstreams"])

@@ -47,6 +47,15 @@ INFER = "/v2/models/m/infer"
 # -- upstreams ------------------------------------------------------------------------------
 
 
+def run_async(coro: Any) -> Any:
+    """Run ``coro`` on a loop of its own, leaving the thread's current loop alone
+    (``asyncio.run`` leaves none, which breaks Pulumi's mocks later in the process)."""
+    # A Runner with a loop factory cleans up like asyncio.run (pending tasks cancelled,
+    # async generators closed) but never sets the thread's current loop.
+    with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 class UpstreamFarm:
     """An event loop in a thread that serves any number of fake upstreams."""
 
@@ -517,7 +526,7 @@ def test_concurrent_requests_and_the_mirror_cap(
 
             return await asyncio.gather(*(one(i) for i in range(150)))
 
-    results = asyncio.run(burst())
+    results = run_async(burst())
     assert all(status == 200 for status, _ in results)
     assert {name for _, name in results} == {"a", "b"}
     dropped = router.metric("mlform_router_mirrored_total", upstream="c", result="dropped") - before
@@ -878,7 +887,7 @@ def client_run(answer: Any, *calls: tuple[Any, ...], timeout: float = 30.0) -> A
                 client.close()
             return server, out
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
@@ -973,4 +982,4 @@ def test_client_connection_refused() -> None:
             client.close()
 
     with pytest.raises(ConnectionRefusedError):
-        asyncio.run(go())
+        run_async(go())

@@ -10,6 +10,7 @@ test waits for ``GET /v2/health/ready`` and kills its server in ``finally``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
@@ -41,6 +42,16 @@ from mlform.training.types import Split, TrainingData
 
 pytestmark = pytest.mark.integration
 
+
+def run_async(coro: Any) -> Any:
+    """Run ``coro`` on a loop of its own, leaving the thread's current loop alone
+    (``asyncio.run`` leaves none, which breaks Pulumi's mocks later in the process)."""
+    # A Runner with a loop factory cleans up like asyncio.run (pending tasks cancelled,
+    # async generators closed) but never sets the thread's current loop.
+    with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ("malignant", "benign")
 READY_TIMEOUT_S = 120.0  # generous: a guard against hangs, not a performance threshold
@@ -54,7 +65,6 @@ import time
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-
 
 def scaled_logistic():
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
@@ -945,7 +955,6 @@ def test_prediction_log_writes_everything_on_close(tmp_path: Path) -> None:
 
 
 def test_not_ready_while_draining(registry: Registry) -> None:
-    import asyncio
 
     from aiohttp.test_utils import RawTestServer, TestClient
 
@@ -966,4 +975,4 @@ def test_not_ready_while_draining(registry: Registry) -> None:
             assert (await client.get("/v2/models/cancer/ready")).status == 503
             assert (await client.get("/v2/health/live")).status == 200
 
-    asyncio.run(check())
+    run_async(check())

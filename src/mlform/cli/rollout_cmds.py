@@ -73,6 +73,8 @@ def _print_record(record: RolloutRecord, events: int) -> None:
     console.print(f"  stable:  {escape(stable or '—')}")
     if record.canary is not None:
         label = "aborted" if record.phase == "aborted" else "canary"
+        if record.strategy == "blue_green" and record.pending:
+            label = "preview"
         weight = f" at {record.weight}% (step {record.step + 1})" if record.pending else ""
         console.print(f"  {label}:  {escape(record.canary.ref)}{weight}")
     if record.mirror is not None:

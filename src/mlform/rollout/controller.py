@@ -80,7 +80,10 @@ class Controller:
         if record is not None and record.pending and progressive:
             assert record.canary is not None
             if record.canary.ref == wanted.primary[0].ref:
-                self._say(f"resuming the rollout of {record.canary.ref} at step {record.step}")
+                record = self._save(
+                    record.log(f"resuming the rollout of {record.canary.ref} at step {record.step}")
+                )
+                self._say(record.message)
                 return self._continue(record, wanted)
             record = self._abort(record, wanted, f"superseded by {wanted.primary[0].ref}")
             self.aborted = False  # replaced by a newer version, not rolled back

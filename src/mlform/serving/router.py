@@ -35,7 +35,6 @@ import os
 import random
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from mlform.serving.metrics import DURATION_BUCKETS  # the servers', so latencies compare
 from mlform.serving.routes import (
     PREVIEW_HEADER,
     RouteError,
@@ -57,6 +57,7 @@ from mlform.serving.routes import (
     is_preview,
     version_from_path,
 )
+from mlform.state.atomic import write_atomic
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -83,23 +84,6 @@ DEFAULT_POOL_SIZE: Final = 512
 SHUTDOWN_TIMEOUT: Final = 30.0
 UPSTREAM_HEADER: Final = "X-Mlform-Upstream"
 MIRROR_HEADER: Final = "X-Mlform-Mirror"
-# The model servers' histogram buckets, so that router and server latencies compare.
-DURATION_BUCKETS: Final = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
 NO_UPSTREAM: Final = "none"
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the proxy sets itself.
@@ -216,24 +200,7 @@ def load_routes(path: Path) -> RouteTable:
 
 def write_routes(path: Path, table: RouteTable) -> None:
     """Write ``table`` to ``path`` atomically: temp file, fsync, rename, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(table.to_json().encode() + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    write_atomic(path, table.to_json() + "\n")
 
 
 # -- the upstream HTTP/1.1 client -----------------------------------------------------------
