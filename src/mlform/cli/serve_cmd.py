@@ -130,4 +130,3 @@ def _stack_registry(stack: str | None) -> Path:
     from mlform import api, workspace
 
     return workspace.state_dir(api.load(Globals.project, stack)) / "registry"
-
