@@ -29,8 +29,7 @@ from typing import Any
 
 from mlform.addresses import Address, Kind
 from mlform.diagnostics import Diagnostic
-from mlform.errors import InfraError
-from mlform.infra.model import InfraChange, InfraOp, InfraResource, Process, to_record
+from mlform.infra.model import InfraResource, Process, to_record
 from mlform.providers.base import (
     ApplyRequest,
     ApplyResult,
@@ -40,7 +39,7 @@ from mlform.providers.base import (
     StepFailed,
     ValidateRequest,
 )
-from mlform.providers.infrastructure import InfrastructureProvider, engine_of, one_diagnostic
+from mlform.providers.infrastructure import InfrastructureProvider, provision
 from mlform.rollout.analysis import Snapshot, scrape
 from mlform.rollout.controller import Controller, Wanted
 from mlform.rollout.journal import RolloutJournal, RolloutRecord, Served
@@ -309,20 +308,9 @@ class LocalRuntime:
 
     def serve(self, versions: Sequence[Served]) -> Mapping[str, str]:
         wanted = _resources(self.address, self.config, self.context, versions)
-        progress = self.context.progress
-
-        def report(change: InfraChange) -> None:
-            if change.owner == self.address and change.op is not InfraOp.SAME:
-                progress(f"{change.op.value} {change.type} {change.name}", None)
-
-        try:
-            live = engine_of(self.context, self.address).provision(
-                self.address, wanted, refresh=self._refresh, on_change=report
-            )
-        except InfraError as failed:
-            raise StepFailed(one_diagnostic(failed.diagnostics, self.address)) from failed
+        live = provision(self.context, self.address, wanted, refresh=self._refresh)
         self._refresh = False
-        self.resources, self.live = wanted, dict(live)
+        self.resources, self.live = wanted, live
         return {s.upstream: str(self.live[server_name(s)]["url"]) for s in versions}
 
     @property

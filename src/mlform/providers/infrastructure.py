@@ -81,18 +81,7 @@ class InfrastructureProvider(ABC):
     def _provision(self, request: ApplyRequest) -> ApplyResult:
         wanted = tuple(self.resources(request.address, request.config, request.context))
         drifted = bool(request.prior_outputs.get("drift"))
-        progress = request.context.progress
-
-        def report(change: InfraChange) -> None:
-            if change.owner == request.address and change.op is not InfraOp.SAME:
-                progress(f"{change.op.value} {change.type} {change.name}", None)
-
-        try:
-            live = engine_of(request.context, request.address).provision(
-                request.address, wanted, refresh=drifted, on_change=report
-            )
-        except InfraError as failed:
-            raise StepFailed(one_diagnostic(failed.diagnostics, request.address)) from failed
+        live = provision(request.context, request.address, wanted, refresh=drifted)
         return ApplyResult(
             outputs={
                 "target": request.context.target,
@@ -100,6 +89,32 @@ class InfrastructureProvider(ABC):
                 "live": live,
             }
         )
+
+
+def provision(
+    context: ProviderContext,
+    owner: Address,
+    resources: Sequence[InfraResource],
+    *,
+    refresh: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Make ``owner``'s infrastructure exactly ``resources``; its live outputs by name.
+
+    Each resource change is reported as the step's progress; an engine failure becomes
+    the step's failure, with the engine's diagnostics.
+    """
+
+    def report(change: InfraChange) -> None:
+        if change.owner == owner and change.op is not InfraOp.SAME:
+            context.progress(f"{change.op.value} {change.type} {change.name}", None)
+
+    try:
+        live = engine_of(context, owner).provision(
+            owner, resources, refresh=refresh, on_change=report
+        )
+    except InfraError as failed:
+        raise StepFailed(one_diagnostic(failed.diagnostics, owner)) from failed
+    return dict(live)
 
 
 def engine_of(context: ProviderContext, address: Address) -> Any:
