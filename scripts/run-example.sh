@@ -2,7 +2,9 @@
 # The main job: set up, then plan and apply the example system (configs/ + stacks/dev.yaml)
 # on the local target — trains and registers both models, serves model.diagnosis behind
 # the router on http://127.0.0.1:8080 — shows what was recorded, and sends a sample
-# prediction request (docs/examples/diagnosis-request.json: two biopsies from the test split).
+# prediction request (docs/examples/diagnosis-request.json: two biopsies from the test split)
+# and runs the latency monitor on it; the drift and latency monitors keep running on their
+# schedules.
 # The servers keep running, like any applied infrastructure: `mlform destroy -s dev` stops them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,4 +28,7 @@ request = urllib.request.Request(url, data=body, headers={"Content-Type": "appli
 with urllib.request.urlopen(request, timeout=30) as response:
     print(json.dumps(json.load(response), indent=2))
 PY
+# The monitors run on their schedules (a scheduler process each); run one now and show all.
+mlform monitor run diagnosis-latency -s "$STACK"
+mlform monitor status -s "$STACK"
 mlform plan -s "$STACK"

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --kubernetes
+# promtool validates the Prometheus alert rules of monitors (Debian's prometheus package).
+bash scripts/ensure-promtool.sh
 # actionlint checks the example GitHub workflow (built from the Go module proxy, cached).
 PATH="$(bash scripts/build-actionlint.sh):$PATH"
 export PATH

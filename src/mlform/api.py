@@ -14,7 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,8 +39,10 @@ from mlform.policy import gate
 if TYPE_CHECKING:
     from datetime import date
 
+    from mlform.addresses import Address
     from mlform.desired.model import DesiredSystem
     from mlform.infra.model import InfraChange
+    from mlform.monitoring.history import MonitorRun
     from mlform.plan.model import Plan
     from mlform.policy.model import PolicyReport
     from mlform.registry.queries import ModelSummary, VersionDetails
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ApplyResult",
     "DriftItem",
+    "MonitorStatus",
     "PlanResult",
     "RefreshResult",
     "RolloutAction",
@@ -67,6 +69,10 @@ __all__ = [
     "load",
     "model_show",
     "models",
+    "monitor_history",
+    "monitor_rollback",
+    "monitor_run",
+    "monitor_status",
     "plan",
     "policy_check",
     "refresh",
@@ -159,6 +165,7 @@ def plan(
         assert context.infrastructure is not None
         live = context.infrastructure.drift()
         state = record_drift(state, infrastructure_drift(live))
+    state = workspace.with_monitor_requests(loaded, desired, state)
     the_plan = workspace.compute(desired, state, destroy=destroy, overrides=overrides)
     the_plan = workspace.with_infrastructure(the_plan, loaded, state, live)
     the_plan = gate.with_policies(the_plan, gate.evaluate_plan(loaded, the_plan))
@@ -179,10 +186,11 @@ def policy_check(
     if with_plan:
         from mlform.plan.render.json import plan_document
 
-        state = workspace.state_store(loaded).read()
-        the_plan = workspace.compute(
-            workspace.resolve_desired(loaded), state, destroy=False, overrides=overrides
+        desired = workspace.resolve_desired(loaded)
+        state = workspace.with_monitor_requests(
+            loaded, desired, workspace.state_store(loaded).read()
         )
+        the_plan = workspace.compute(desired, state, destroy=False, overrides=overrides)
         plan_doc = plan_document(the_plan)
     return gate.evaluate_policies(loaded, plan_doc, today)
 
@@ -293,7 +301,8 @@ def apply(
                 raise StalePlanError(stale)
             the_plan = saved
         else:
-            the_plan = workspace.compute(desired, state, destroy=destroy, overrides=overrides)
+            marked = workspace.with_monitor_requests(loaded, desired, state)
+            the_plan = workspace.compute(desired, marked, destroy=destroy, overrides=overrides)
         report = gate.evaluate_plan(loaded, the_plan)
         if saved is None:
             the_plan = gate.with_policies(the_plan, report)
@@ -533,12 +542,8 @@ def rollout_act(
     """
     from mlform.addresses import Address
     from mlform.errors import StateLockedError
-    from mlform.events import StepProgress
     from mlform.providers.deployments import DeploymentProvider
     from mlform.rollout.journal import RolloutJournal
-    from mlform.state.model import HistoryEntry, ObjectStatus
-    from mlform.state.timestamps import utc_now
-    from mlform.state.writer import StateWriter
 
     if what not in ("promote", "abort"):
         raise ValueError(f"unknown rollout action {what!r}")
@@ -549,12 +554,72 @@ def rollout_act(
     if record is None or not record.pending:
         phase = "never applied" if record is None else f"{record.phase}: {record.message}"
         raise _no_rollout(address, f"has no rollout in progress ({phase})")
-    store = workspace.state_store(loaded)
-    with contextlib.ExitStack() as held:
+    try:
+        return _drive_deployment(
+            loaded,
+            address,
+            f"rollout {what}",
+            lambda config, outputs, context: DeploymentProvider().continue_rollout(
+                Address.parse(address), config, outputs, context, what
+            ),
+            sink=sink,
+            lock_timeout=0.0,
+        )
+    except StateLockedError:
+        return RolloutAction(address, "requested", journal.request(address, what))
+
+
+def monitor_rollback(
+    deployment: str,
+    why: str,
+    project_dir: PathLike = ".",
+    stack: str | None = None,
+    *,
+    lock_timeout: float = 0.0,
+    sink: EventSink = discard,
+) -> RolloutAction:
+    """A monitor's ``on_breach: rollback``: the deployment returns to its previous version.
+
+    Runs under the state lock (raises StateLockedError when an apply holds it longer than
+    ``lock_timeout``) and records the deployment as rolled back, like ``rollout abort``.
+    """
+    from mlform.addresses import Address
+    from mlform.providers.base import StepFailed
+    from mlform.providers.deployments import DeploymentProvider
+
+    loaded = load(project_dir, stack)
+    address = _deployment_address(deployment)
+
+    def roll_back(config: Any, outputs: Any, context: Any) -> Any:
         try:
-            held.enter_context(store.lock(f"rollout {what}", timeout=0.0))
-        except StateLockedError:
-            return RolloutAction(address, "requested", journal.request(address, what))
+            return DeploymentProvider().rollback(Address.parse(address), config, context, why)
+        except StepFailed as failed:
+            raise ConfigError([failed.diagnostic]) from failed
+
+    return _drive_deployment(
+        loaded, address, "monitor rollback", roll_back, sink=sink, lock_timeout=lock_timeout
+    )
+
+
+def _drive_deployment(
+    loaded: LoadedSystem,
+    address: str,
+    operation: str,
+    step: Callable[[Any, Any, Any], Any],
+    *,
+    sink: EventSink,
+    lock_timeout: float,
+) -> RolloutAction:
+    """Run ``step`` on a deployment under the state lock and record it like an apply."""
+    from mlform.events import StepProgress
+    from mlform.rollout.journal import RolloutJournal
+    from mlform.state.model import HistoryEntry, ObjectStatus
+    from mlform.state.timestamps import utc_now
+    from mlform.state.writer import StateWriter
+
+    store = workspace.state_store(loaded)
+    journal = RolloutJournal(workspace.state_dir(loaded))
+    with store.lock(operation, timeout=lock_timeout):
         state = store.read()
         recorded = None if state is None else state.get(address)
         if state is None or recorded is None:
@@ -564,9 +629,7 @@ def rollout_act(
             context, progress=lambda m, f: sink(StepProgress(address, m, f))
         )
         started = utc_now()
-        result = DeploymentProvider().continue_rollout(
-            Address.parse(address), recorded.config, recorded.outputs, context, what
-        )
+        result = step(recorded.config, recorded.outputs, context)
         rejected = result.status == ObjectStatus.REJECTED.value
         writer = StateWriter(store, state)
         writer.record(
@@ -583,7 +646,7 @@ def rollout_act(
         assert final is not None
         writer.append_history(
             HistoryEntry(
-                operation=f"rollout {what}",
+                operation=operation,
                 started_serial=state.serial,
                 finished_serial=writer.serial,
                 started_at=started,
@@ -592,7 +655,6 @@ def rollout_act(
             )
         )
         return RolloutAction(address, "done", final, tuple(result.diagnostics))
-    raise AssertionError("unreachable")  # pragma: no cover (ExitStack swallows nothing)
 
 
 def _deployment_address(name: str) -> str:
@@ -610,3 +672,121 @@ def _no_rollout(address: str, why: str) -> ConfigError:
             )
         ]
     )
+
+
+# -- monitors ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorStatus:
+    """One monitor as ``mlform monitor status`` shows it."""
+
+    name: str
+    deployment: str
+    type: str
+    on_breach: str
+    schedule: str
+    applied: bool  # its scheduler was provisioned by an apply
+    scheduler: str | None  # the scheduler's metrics URL while it runs
+    latest: MonitorRun | None  # the newest run (any status)
+    verdict: MonitorRun | None  # the newest run that judged (ok or breached)
+
+
+def monitor_run(
+    name: str,
+    project_dir: PathLike = ".",
+    stack: str | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    act: bool = True,
+) -> MonitorRun:
+    """Run monitor ``name`` now, record it in its history, alert and act like a scheduled run.
+
+    ``act=False`` measures and records without alerts or the breach action.
+    """
+    from mlform.monitoring.scheduler import api_rollback, run_once
+    from mlform.providers.monitors import monitor_job
+
+    loaded = load(project_dir, stack, overrides)
+    desired = workspace.resolve_desired(loaded)
+    address = _monitor_address(loaded, name)
+    obj = desired.objects[address]
+    state = workspace.state_store(loaded).read()
+    deployment = None if state is None else state.get(f"deployment.{obj.config['deployment']}")
+    if deployment is None:
+        raise ConfigError(
+            [
+                Diagnostic.error(
+                    f"{address} watches deployment.{obj.config['deployment']}, which is not "
+                    "applied yet",
+                    "Run `mlform apply` first: the monitor reads what the deployment serves.",
+                    address=str(address),
+                )
+            ]
+        )
+    context = workspace.provider_context(loaded, state)
+    job = monitor_job(address, obj.config, deployment.outputs, context)
+    rollback = api_rollback if act else None
+    return run_once(job, rollback=rollback, deliver_alerts=act)
+
+
+def monitor_status(project_dir: PathLike = ".", stack: str | None = None) -> list[MonitorStatus]:
+    """Every declared monitor with its latest run and verdict."""
+    from mlform.addresses import Kind
+    from mlform.monitoring.history import MonitorHistory
+
+    loaded = load(project_dir, stack)
+    state = workspace.state_store(loaded).read()
+    state_dir = workspace.state_dir(loaded)
+    out = []
+    monitors = sorted(
+        (o for o in loaded.objects if o.address.kind is Kind.MONITOR), key=lambda o: o.address.name
+    )
+    for obj in monitors:
+        name, config = obj.address.name, obj.config
+        history = MonitorHistory(state_dir, name)
+        recorded = None if state is None else state.get(str(obj.address))
+        out.append(
+            MonitorStatus(
+                name=name,
+                deployment=str(config["deployment"]),
+                type=str(config["type"]),
+                on_breach=str(config.get("on_breach", "alert")),
+                schedule=str((config.get("schedule") or {}).get("every", "5m")),
+                applied=recorded is not None,
+                scheduler=None if recorded is None else recorded.outputs.get("metrics"),
+                latest=history.latest(),
+                verdict=history.last_judged(),
+            )
+        )
+    return out
+
+
+def monitor_history(
+    name: str, project_dir: PathLike = ".", stack: str | None = None, *, limit: int = 20
+) -> list[MonitorRun]:
+    """The monitor's newest ``limit`` runs, oldest first."""
+    from mlform.monitoring.history import MonitorHistory
+
+    loaded = load(project_dir, stack)
+    address = _monitor_address(loaded, name)
+    return MonitorHistory(workspace.state_dir(loaded), address.name).runs(limit)
+
+
+def _monitor_address(loaded: LoadedSystem, name: str) -> Address:
+    from mlform.addresses import Address, Kind
+    from mlform.spec.problems import hint
+
+    bare = name.removeprefix("monitor.")
+    names = sorted(o.address.name for o in loaded.objects if o.address.kind is Kind.MONITOR)
+    if bare not in names:
+        raise ConfigError(
+            [
+                Diagnostic.error(
+                    f"no monitor named {bare!r} is declared",
+                    f"Declared monitors: {', '.join(names) or 'none'}.{hint(bare, names)}",
+                    key="NAME",
+                )
+            ]
+        )
+    return Address(Kind.MONITOR, bare)

@@ -154,6 +154,24 @@ def compute(
     return computed.model_copy(update={"overrides": tuple(overrides)})
 
 
+def with_monitor_requests(
+    loaded: LoadedSystem, desired: DesiredSystem, state: StateDocument | None
+) -> StateDocument | None:
+    """``state`` with the retrain requests of breached monitors (``on_breach: retrain``)."""
+    from mlform.addresses import Kind
+    from mlform.monitoring.retrain import mark_retrain, retrain_requests
+
+    if state is None:
+        return None
+    monitors = {a.name: o.config for a, o in desired.objects.items() if a.kind is Kind.MONITOR}
+    if not any(c.get("on_breach") == "retrain" for c in monitors.values()):
+        return state
+    deployments = {
+        a.name: o.config for a, o in desired.objects.items() if a.kind is Kind.DEPLOYMENT
+    }
+    return mark_retrain(state, retrain_requests(state_dir(loaded), monitors, deployments))
+
+
 def plan_warnings(the_plan: Plan) -> list[Diagnostic]:
     """A warning naming the kinds the plan changes that no provider handles yet."""
     unsupported = sorted(

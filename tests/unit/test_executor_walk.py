@@ -475,7 +475,7 @@ def test_default_registry_leaves_out_kinds_whose_provider_is_missing() -> None:
 
     registry = default_registry()
     assert isinstance(registry, ProviderRegistry)
-    assert registry.supported_kinds() <= {Kind.DATA, Kind.FEATURES, Kind.MODEL, Kind.DEPLOYMENT}
+    assert registry.supported_kinds() <= set(Kind)
     assert load_provider("mlform.providers.no_such_module:Nope") is None
     assert load_provider("mlform.providers.registry:NoSuchClass") is None
     assert registry.get("not-a-kind") is None

@@ -20,6 +20,7 @@ from mlform import __version__
 from mlform.cli import apply_cmds, doctor_cmd, plan_cmds
 from mlform.cli.base import Globals, _exit, _run, _usage
 from mlform.cli.models_cmds import register_commands as register_model_commands
+from mlform.cli.monitor_cmds import register_commands as register_monitor_commands
 from mlform.cli.policy_cmd import policy_app
 from mlform.cli.rollout_cmds import register_commands as register_rollout_commands
 from mlform.cli.serve_cmd import register_commands as register_serve_commands
@@ -94,6 +95,7 @@ for _command in (
 register_model_commands(app)  # runs, models, lineage
 register_rollout_commands(app)  # rollout status|promote|abort
 register_serve_commands(app)  # serve
+register_monitor_commands(app)  # monitor run|status|history
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from mlform.plan.reasons import (
     detect_fingerprints,
     detect_incomplete,
     detect_pending_rollout,
+    detect_retrain_requested,
     finish_upstream,
     precedence,
     upstream_finding,
@@ -47,11 +48,16 @@ def compute_plan(
     changes: list[ResourceChange] = []
     if not destroy:
         causes: dict[Address, tuple[str, ...]] = {}
+        retrained: set[Address] = set()
         for obj in desired:
             rec = recorded.get(str(obj.address))
-            change, cause = _plan_object(obj, rec, desired, causes, supported_kinds)
+            change, cause = _plan_object(
+                obj, rec, desired, causes, supported_kinds, frozenset(retrained)
+            )
             if cause is not None:
                 causes[obj.address] = cause
+                if any(r.kind is ReasonKind.MONITOR_BREACHED for r in change.reasons):
+                    retrained.add(obj.address)
             changes.append(change)
     gone = [rec for key, rec in recorded.items() if destroy or _parsed(key) not in desired.objects]
     changes.extend(_deletes(gone, supported_kinds, destroy=destroy))
@@ -84,8 +90,13 @@ def _plan_object(
     desired: DesiredSystem,
     causes: Mapping[Address, tuple[str, ...]],
     supported_kinds: frozenset[Kind],
+    retrained: frozenset[Address] = frozenset(),
 ) -> tuple[ResourceChange, tuple[str, ...] | None]:
-    """One object's change, and the cause chain its dependents inherit (None: unchanged)."""
+    """One object's change, and the cause chain its dependents inherit (None: unchanged).
+
+    ``retrained``: upstream objects retrained without a content change (a monitor asked),
+    which their dependents treat as changed.
+    """
     address = obj.address
     available = address.kind in supported_kinds
     if rec is None:
@@ -102,13 +113,16 @@ def _plan_object(
     pending = detect_pending_rollout(rec, address)
     if pending is not None:
         own.append(pending)
+    requested = detect_retrain_requested(rec, address)
+    if requested is not None:
+        own.append(requested)
     upstream: list[Finding] = []
     for dep in obj.depends_on:
         dep_obj = desired.get(dep)
         if dep_obj is None:
             continue
         recorded_digest = rec.upstream.get(str(dep))
-        if recorded_digest == dep_obj.content_digest:
+        if recorded_digest == dep_obj.content_digest and dep not in retrained:
             continue
         upstream.append(
             upstream_finding(
@@ -137,7 +151,11 @@ def _plan_object(
         for f in findings
     )
     cause: tuple[str, ...] | None = None
-    if obj.content_digest != rec.content_digest:
+    if requested is not None and action is Action.RETRAIN:
+        # Retrained on a monitor's request: same config, new version, so dependents
+        # (the deployment) roll it out.
+        cause = (requested.root, f"{address} {action.value}")
+    elif obj.content_digest != rec.content_digest:
         if upstream:
             cause = (*upstream[0].reason.chain, f"{address} {action.value}")
         else:

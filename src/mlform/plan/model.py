@@ -52,6 +52,7 @@ class ReasonKind(StrEnum):
     INCOMPLETE = "incomplete"  # a previous apply failed or was interrupted on this object
     DRIFTED = "drifted"  # refresh found its live infrastructure gone or changed
     ROLLOUT_PENDING = "rollout-pending"  # a rollout is paused or was interrupted midway
+    MONITOR_BREACHED = "monitor-breached"  # a monitor with on_breach: retrain breached
     REQUESTED = "requested"  # asked for explicitly (rollback, -replace, destroy)
 
 

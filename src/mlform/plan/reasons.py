@@ -26,6 +26,7 @@ __all__ = [
     "detect_fingerprints",
     "detect_incomplete",
     "detect_pending_rollout",
+    "detect_retrain_requested",
     "finish_upstream",
     "precedence",
     "upstream_finding",
@@ -97,6 +98,16 @@ def detect_pending_rollout(recorded: RecordedObject, address: Address) -> Findin
         message += f": {rollout['message']}"
     reason = Reason(kind=ReasonKind.ROLLOUT_PENDING, message=message)
     return Finding(reason, Action.ROLLOUT, f"{address} rollout pending")
+
+
+def detect_retrain_requested(recorded: RecordedObject, address: Address) -> Finding | None:
+    """A monitor with ``on_breach: retrain`` breached after the model was last trained."""
+    mark = recorded.outputs.get("retrain_requested")
+    if not isinstance(mark, dict) or not mark.get("message"):
+        return None
+    message = str(mark["message"])
+    reason = Reason(kind=ReasonKind.MONITOR_BREACHED, message=message)
+    return Finding(reason, Action.RETRAIN, message)
 
 
 def detect_config(

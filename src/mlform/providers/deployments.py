@@ -45,7 +45,7 @@ from mlform.rollout.controller import Controller, Wanted
 from mlform.rollout.journal import RolloutJournal, RolloutRecord, Served
 from mlform.rollout.strategy import Strategy
 
-__all__ = ["DeploymentProvider", "wanted_versions"]
+__all__ = ["DeploymentProvider", "predictions_dir", "routes_file", "wanted_versions"]
 
 ROUTER = "router"
 _SLUG_RE = re.compile(r"[^a-z0-9-]+")
@@ -131,6 +131,30 @@ class DeploymentProvider(InfrastructureProvider):
         )
         record = controller.resume(wanted_versions(address, config, context), request)
         return _result(address, record, runtime, aborted=controller.aborted)
+
+    def rollback(
+        self,
+        address: Address,
+        config: Mapping[str, Any],
+        context: ProviderContext,
+        why: str,
+    ) -> ApplyResult:
+        """A monitor's ``on_breach: rollback``: back to the version served before."""
+        runtime = LocalRuntime(address, config, context, refresh=False)
+        controller = Controller(
+            str(address), Strategy.from_config(config), RolloutJournal(context.state_dir), runtime
+        )
+        try:
+            record = controller.rollback(wanted_versions(address, config, context), why)
+        except LookupError as exc:
+            raise StepFailed(
+                Diagnostic.error(
+                    f"{address}: nothing to roll back to: {exc}",
+                    "`mlform rollout status` shows what the deployment serves and served.",
+                    address=str(address),
+                )
+            ) from exc
+        return _result(address, record, runtime, aborted=True)
 
 
 def _result(
@@ -270,8 +294,11 @@ def _resources(
                 "{port}",
                 "--workers",
                 str(max(1, int(config.get("replicas", 1) or 1))),
-                "--prediction-log",
-                str(state_dir / "predictions" / name / served.upstream),
+                *(
+                    ("--prediction-log", str(predictions_dir(state_dir, name) / served.upstream))
+                    if _logging(config)
+                    else ()
+                ),
                 "--project-dir",
                 str(project_dir),
             ),
@@ -282,6 +309,15 @@ def _resources(
         for served in serving
     ]
     return [router, *servers]
+
+
+def _logging(config: Mapping[str, Any]) -> bool:
+    return bool((config.get("prediction_log") or {}).get("enabled", True))
+
+
+def predictions_dir(state_dir: Path, deployment: str) -> Path:
+    """Where the deployment's servers log predictions, one directory per model version."""
+    return Path(state_dir) / "predictions" / deployment
 
 
 def routes_file(state_dir: Path, deployment: str) -> Path:
@@ -360,4 +396,9 @@ class LocalRuntime:
             "endpoint": None if url is None else f"{url}/v2/models/{name}/infer",
             "serving": [s.to_dict() for s in record.stable],
             "rollout": record.summary(),
+            "prediction_log": {
+                "enabled": _logging(self.config),
+                "directory": str(predictions_dir(self.context.state_dir, name)),
+                "retention": str((self.config.get("prediction_log") or {}).get("retention", "7d")),
+            },
         }

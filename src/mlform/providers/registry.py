@@ -23,6 +23,7 @@ BUILTIN_PROVIDERS: tuple[tuple[Kind, str], ...] = (
     (Kind.FEATURES, "mlform.providers.features:FeaturesProvider"),
     (Kind.MODEL, "mlform.providers.models:ModelProvider"),
     (Kind.DEPLOYMENT, "mlform.providers.deployments:DeploymentProvider"),
+    (Kind.MONITOR, "mlform.providers.monitors:MonitorProvider"),
 )
 
 

@@ -87,6 +87,18 @@ class Controller:
                 return self._continue(record, wanted)
             record = self._abort(record, wanted, f"superseded by {wanted.primary[0].ref}")
             self.aborted = False  # replaced by a newer version, not rolled back
+        if (
+            record is not None
+            and record.phase == Phase.ABORTED
+            and record.canary is not None
+            and wanted.primary == (record.canary,)
+        ):
+            # The version was rolled back (by analysis or a monitor): it is not tried again
+            # until the config asks for another one.
+            self._say(f"{record.canary.ref} was rolled back; still serving the stable version")
+            kept = Wanted(record.stable, wanted.mirror, wanted.mirror_percent)
+            settled = self._settle(replace(record, canary=None), kept)
+            return self._save(replace(settled, canary=record.canary))
         if record is None or not record.stable or not progressive:
             return self._switch(record, wanted)
         if record.stable == wanted.primary:
@@ -117,6 +129,40 @@ class Controller:
             record = self.journal.request(self.deployment, request)
         return self._continue(record, wanted)
 
+    def rollback(self, wanted: Wanted, why: str) -> RolloutRecord:
+        """Return all traffic to the version that served before the current one.
+
+        A monitor's ``on_breach: rollback``: a pending rollout is aborted; a settled one
+        goes back to ``previous`` and the version it leaves is recorded as rolled back
+        (phase aborted), so the next apply does not roll it out again.
+        """
+        record = self.journal.load(self.deployment)
+        if record is None:
+            raise LookupError(f"{self.deployment} was never deployed")
+        if record.pending:
+            return self._abort(record, wanted, why)
+        if not record.previous:
+            raise LookupError(
+                f"{self.deployment} has no earlier version to return to (it serves "
+                f"{', '.join(s.ref for s in record.stable) or 'nothing'} since its first deploy)"
+            )
+        mirror = (record.mirror,) if record.mirror else ()
+        leaving = record.stable
+        self._serve((*leaving, *record.previous, *mirror))
+        back = replace(record, stable=record.previous, previous=(), canary=None, weight=0, step=0)
+        back = self._route(back, wanted)
+        self._serve((*record.previous, *mirror))
+        self.aborted = True
+        was = ", ".join(s.ref for s in leaving)
+        now = ", ".join(s.ref for s in record.previous)
+        rolled_back = replace(
+            back,
+            phase=Phase.ABORTED,
+            canary=leaving[0] if len(leaving) == 1 else None,
+            requested=None,
+        )
+        return self._save(rolled_back.log(f"rolled back from {was} to {now}: {why}"))
+
     # -- strategies --------------------------------------------------------------------
 
     def _switch(self, record: RolloutRecord | None, wanted: Wanted) -> RolloutRecord:
@@ -132,6 +178,7 @@ class Controller:
             phase=Phase.HEALTHY,
             stable=new,
             mirror=wanted.mirror,
+            previous=_previous(record, new),
             generation=0 if record is None else record.generation,
             events=() if record is None else record.events,
         )
@@ -209,7 +256,13 @@ class Controller:
         assert canary is not None
         old = [s.ref for s in record.stable if s.upstream != canary.upstream]
         promoted = replace(
-            record, phase=Phase.HEALTHY, stable=(canary,), canary=None, weight=0, step=0
+            record,
+            phase=Phase.HEALTHY,
+            stable=(canary,),
+            previous=_previous(record, (canary,)),
+            canary=None,
+            weight=0,
+            step=0,
         )
         record = self._save(
             self._route(promoted, wanted).log(f"promoted {canary.ref}: all traffic on it")
@@ -365,6 +418,14 @@ def _unique(versions: Sequence[Served]) -> tuple[Served, ...]:
     for served in versions:
         seen.setdefault(served.upstream, served)
     return tuple(seen.values())
+
+
+def _previous(record: RolloutRecord | None, new: tuple[Served, ...]) -> tuple[Served, ...]:
+    """What a rollback from ``new`` returns to: the versions served before it."""
+    if record is None:
+        return ()
+    old = tuple(s for s in record.stable if s not in new)
+    return old or record.previous
 
 
 def _ref(served: Served | None) -> str:

@@ -69,6 +69,7 @@ class RolloutRecord:
     stable: tuple[Served, ...] = ()  # what serves when nothing is in flight
     canary: Served | None = None  # the new version (canary, or blue-green preview)
     mirror: Served | None = None  # shadow strategy: receives a copy of the traffic
+    previous: tuple[Served, ...] = ()  # what served before ``stable`` (a rollback returns to it)
     step: int = 0  # index of the current step (canary)
     weight: int = 0  # percent of traffic on the canary now
     failed_checks: int = 0
@@ -107,6 +108,7 @@ class RolloutRecord:
             "stable": [s.to_dict() for s in self.stable],
             "canary": None if self.canary is None else self.canary.to_dict(),
             "mirror": None if self.mirror is None else self.mirror.to_dict(),
+            "previous": [s.to_dict() for s in self.previous],
             "step": self.step,
             "weight": self.weight,
             "failed_checks": self.failed_checks,
@@ -131,6 +133,7 @@ class RolloutRecord:
             stable=tuple(Served.from_dict(s) for s in data.get("stable") or ()),
             canary=None if canary is None else Served.from_dict(canary),
             mirror=None if mirror is None else Served.from_dict(mirror),
+            previous=tuple(Served.from_dict(s) for s in data.get("previous") or ()),
             step=int(data.get("step", 0)),
             weight=int(data.get("weight", 0)),
             failed_checks=int(data.get("failed_checks", 0)),
@@ -149,6 +152,7 @@ class RolloutRecord:
             "phase": self.phase,
             "strategy": self.strategy,
             "stable": [s.ref for s in self.stable],
+            "previous": [s.ref for s in self.previous],
             "canary": None if self.canary is None else self.canary.ref,
             "step": self.step,
             "weight": self.weight,

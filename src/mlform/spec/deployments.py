@@ -161,6 +161,14 @@ Strategy = Annotated[
 ]
 
 
+class PredictionLog(SpecModel):
+    """The servers' log of every prediction, which drift and performance monitors read."""
+
+    enabled: bool = True
+    # Log files older than this are deleted by the deployment's monitors.
+    retention: Duration = "7d"
+
+
 class DeploymentSpec(SpecModel):
     description: str | None = None
     owner: str | None = None
@@ -175,3 +183,4 @@ class DeploymentSpec(SpecModel):
     port: int = Field(default=8080, ge=0, le=65535)
     target: Target | None = None
     strategy: Strategy = Field(default_factory=lambda: Rolling(type="rolling"))
+    prediction_log: PredictionLog = Field(default_factory=PredictionLog)

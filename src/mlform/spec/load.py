@@ -93,8 +93,14 @@ def declared_objects(
         deps = tuple(Address(Kind.MODEL, m) for m in deployment_models(deployment))
         yield _declared(Address(Kind.DEPLOYMENT, name), config, deps, provenance)
     for name, monitor in spec.monitors.items():
-        deps = (Address(Kind.DEPLOYMENT, monitor.deployment),)
-        yield _declared(Address(Kind.MONITOR, name), _dump(monitor), deps, provenance)
+        config = _dump(monitor)
+        watched = [Address(Kind.DEPLOYMENT, monitor.deployment)]
+        labels = None if monitor.labels is None else monitor.labels.source
+        if labels is not None and labels in spec.data:
+            # The scheduler reads the labels itself: it gets the source's config with its own.
+            config["labels"]["source_config"] = _dump(spec.data[labels])
+            watched.append(Address(Kind.DATA, labels))
+        yield _declared(Address(Kind.MONITOR, name), config, tuple(watched), provenance)
 
 
 def _declared(

@@ -12,6 +12,7 @@ from typing import Any
 
 from mlform.addresses import Address, Kind
 from mlform.diagnostics import Diagnostic, Diagnostics
+from mlform.spec.base import parse_duration
 from mlform.spec.deployments import AbTest, DeploymentSpec, Shadow
 from mlform.spec.features import Derive, FeatureSpec, OneHot, Rename
 from mlform.spec.problems import Origin, hint, where
@@ -47,9 +48,11 @@ def check_references(spec: SystemSpec, provenance: Mapping[str, Origin]) -> list
         if monitor.deployment not in spec.deployments:
             key = f"monitors.{name}.deployment"
             missing(key, monitor.deployment, "deployments", spec.deployments)
-        if monitor.labels is not None and monitor.labels.source not in spec.data:
-            missing(f"monitors.{name}.labels.source", monitor.labels.source, "data", spec.data)
+        labels = None if monitor.labels is None else monitor.labels.source
+        if labels is not None and labels not in spec.data:
+            missing(f"monitors.{name}.labels.source", labels, "data", spec.data)
     out.extend(_cycles(spec.features, spec.data, provenance))
+    out.extend(_monitors(spec, provenance))
     out.extend(_columns(spec, provenance))
     out.extend(_exemptions(spec, provenance))
     return out.items
@@ -193,6 +196,81 @@ def _columns(spec: SystemSpec, provenance: Mapping[str, Origin]) -> list[Diagnos
                         f"{key}: column {column!r} could not be confirmed",
                         detail + " (The query or transforms may create it; this is checked "
                         "when the feature set is built.)",
+                        **where(key, provenance),
+                    )
+                )
+    return out
+
+
+def _monitors(spec: SystemSpec, provenance: Mapping[str, Origin]) -> list[Diagnostic]:
+    """Monitor columns the model does not have, and windows the prediction log cannot hold."""
+    out: list[Diagnostic] = []
+    for name, monitor in spec.monitors.items():
+        deployment = spec.deployments.get(monitor.deployment)
+        if deployment is None:
+            continue  # reported as a missing reference
+        reads_log = monitor.type in ("data_drift", "prediction_drift", "performance")
+        log = deployment.prediction_log
+        if reads_log and not log.enabled:
+            key = f"deployments.{monitor.deployment}.prediction_log.enabled"
+            out.append(
+                Diagnostic.error(
+                    f"monitors.{name} reads the prediction log, which {key} turns off",
+                    f"A {monitor.type} monitor compares logged predictions with the model's "
+                    f"reference. Set {key}: true, or remove monitors.{name}.",
+                    **where(f"monitors.{name}.type", provenance),
+                )
+            )
+        window = monitor.window.duration
+        if (
+            reads_log
+            and window is not None
+            and parse_duration(window) > parse_duration(log.retention)
+        ):
+            key = f"monitors.{name}.window.duration"
+            out.append(
+                Diagnostic.error(
+                    f"{key} ({window}) is longer than the prediction log keeps "
+                    f"(deployments.{monitor.deployment}.prediction_log.retention: "
+                    f"{log.retention})",
+                    f"The window would never be full. Shorten {key} or raise the retention.",
+                    **where(key, provenance),
+                )
+            )
+        model = spec.models.get(deployment.model)
+        if monitor.type != "data_drift" or model is None or model.features not in spec.features:
+            continue
+        known, exact = _known_columns(spec, model.features)
+        feature = spec.features[model.features]
+        usable = known - set(model.exclude_columns) - {feature.label} - set(feature.entity)
+        for index, column in enumerate(monitor.columns):
+            if column in usable:
+                continue
+            key = f"monitors.{name}.columns.{index}"
+            why = (
+                f"{column!r} is not an input of model.{deployment.model}"
+                if column in known
+                else f"features.{model.features} has no column {column!r}"
+            )
+            detail = (
+                f"A data drift monitor watches the model's input columns; {why}."
+                f"{hint(column, sorted(usable))} Columns declared for its inputs: "
+                f"{', '.join(sorted(usable)) or 'none'}."
+            )
+            if exact or column in known:
+                out.append(
+                    Diagnostic.error(
+                        f"{key} names {column!r}, which model.{deployment.model} does not take",
+                        detail,
+                        **where(key, provenance),
+                    )
+                )
+            elif known:
+                out.append(
+                    Diagnostic.warning(
+                        f"{key}: column {column!r} could not be confirmed",
+                        detail + " (The feature query or transforms may create it; this is "
+                        "checked again when the monitor is applied.)",
                         **where(key, provenance),
                     )
                 )

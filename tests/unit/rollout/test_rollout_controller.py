@@ -304,3 +304,37 @@ def test_describe_lists_the_steps_for_the_plan() -> None:
     text = canary().describe()
     assert text.startswith("canary 10% (pause 10s) → 50% (pause 10s) → 100%")
     assert "success_rate >= 0.99" in text and "abort after 2 failed checks" in text
+
+
+def test_rollback_returns_to_the_previous_version_and_keeps_it(tmp_path: Path) -> None:
+    runtime = FakeRuntime()
+    controller, journal = walk(tmp_path, canary(), runtime)
+    controller.deploy(Wanted((V1,)))
+    promoted = controller.deploy(Wanted((V2,)))
+    assert promoted.previous == (V1,)
+    record = controller.rollback(Wanted((V2,)), "monitor.lat breached")
+    assert controller.aborted
+    assert record.phase == Phase.ABORTED and record.stable == (V1,) and record.canary == V2
+    assert record.previous == ()
+    assert runtime.splits[-1] == {"m-v1": 100}
+    # Both served while traffic moved; only v1 afterwards.
+    assert runtime.serving[-2:] == [("m-v1", "m-v2"), ("m-v1",)]
+    assert record.message == ("rolled back from model.m@v2 to model.m@v1: monitor.lat breached")
+    # The next deploy of the same (rolled back) version keeps serving v1.
+    again = Controller(DEPLOYMENT, canary(), journal, runtime).deploy(Wanted((V2,)))
+    assert again.stable == (V1,) and runtime.splits[-1] == {"m-v1": 100}
+    # A newer version rolls out as usual.
+    newer = Controller(DEPLOYMENT, canary(), journal, runtime).deploy(Wanted((V3,)))
+    assert newer.phase == Phase.HEALTHY and newer.stable == (V3,) and newer.previous == (V1,)
+
+
+def test_rollback_without_an_earlier_version_is_refused(tmp_path: Path) -> None:
+    runtime = FakeRuntime()
+    controller, _ = walk(tmp_path, canary(), runtime)
+    controller.deploy(Wanted((V1,)))
+    with pytest.raises(LookupError, match="no earlier version"):
+        controller.rollback(Wanted((V1,)), "breach")
+    with pytest.raises(LookupError, match="never deployed"):
+        Controller("deployment.other", canary(), RolloutJournal(tmp_path), runtime).rollback(
+            Wanted((V1,)), "breach"
+        )
