@@ -62,6 +62,14 @@ monitors:
     threshold: 100ms
     window: {duration: 5m}
     schedule: {every: 2s}
+  diagnosis-accuracy:
+    deployment: diagnosis-api
+    type: performance
+    metric: accuracy
+    threshold: 0.8
+    labels: {}
+    window: {size: 300}
+    schedule: {every: 1h}
 """
 SLOW_V2 = (
     "models.diagnosis.estimator._target_=ml.slow_model.SlowForest",
@@ -138,13 +146,42 @@ def _endpoint(project: Path) -> tuple[str, list[str]]:
     return shown["outputs"]["endpoint"], list(metadata["parameters"]["feature_names"])
 
 
-def _training_rows(project: Path, names: list[str]) -> np.ndarray:
+def _training_rows(project: Path, names: list[str], *, with_target: bool = False) -> Any:
     found = sorted(
         (project / ".mlform").glob("stacks/mon/artifacts/features/diagnosis/*/train.parquet")
     )
     assert found, "the feature set's training split was not written"
     table = pq.read_table(found[-1]).to_pandas()
-    return table[names].to_numpy(dtype=np.float64)
+    rows = table[names].to_numpy(dtype=np.float64)
+    return (rows, table["target"].to_numpy()) if with_target else rows
+
+
+def _labels(prefix: str, targets: np.ndarray, batch: int = 10) -> list[dict[str, Any]]:
+    """One label list per request sent by :func:`_send` (ids ``prefix-<first row>``)."""
+    return [
+        {"id": f"{prefix}-{start}", "label": [int(t) for t in targets[start : start + batch]]}
+        for start in range(0, len(targets), batch)
+    ]
+
+
+def _wait_for_labels(project: Path, count: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    pattern = "stacks/mon/predictions/diagnosis-api/*/labels-*.jsonl"
+    lines = 0
+    while time.monotonic() < deadline:
+        lines = sum(len(p.read_text().splitlines()) for p in (project / ".mlform").glob(pattern))
+        if lines >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"only {lines} of {count} labels logged after {timeout}s")
+
+
+def _post(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
 
 
 def _send(endpoint: str, rows: np.ndarray, *, batch: int = 10, label: str = "req") -> list[str]:
@@ -195,15 +232,17 @@ def test_drift_breach_alerts_once_and_the_next_plan_retrains(
     _ok(run_cli(project, "apply", "-s", "mon", "-y"))
     status = _cli_json(project, "monitor", "status")
     assert {m["name"]: m["applied"] for m in status} == {
+        "diagnosis-accuracy": True,
         "diagnosis-drift": True,
         "diagnosis-latency": True,
     }
     endpoint, names = _endpoint(project)
     rng = np.random.default_rng(7)
-    train = _training_rows(project, names)
+    train, targets = _training_rows(project, names, with_target=True)
 
     # Traffic drawn from the training data: no drift.
-    _send(endpoint, train[rng.choice(len(train), 150, replace=False)], label="same")
+    same = rng.choice(len(train), 150, replace=False)
+    _send(endpoint, train[same], label="same")
     _wait_for_log_lines(project, 150)
     run = _cli_json(project, "monitor", "run", "diagnosis-drift")
     assert run["status"] == "ok", run
@@ -211,8 +250,18 @@ def test_drift_breach_alerts_once_and_the_next_plan_retrains(
     assert {c["method"] for c in run["details"]["columns"]} == {"ks"}  # 455 reference rows
     assert not receiver.alerts
 
+    # Labels arrive later, posted to the deployment: the model is right on its training rows.
+    labels_url = endpoint.removesuffix("/infer") + "/labels"
+    posted = _post(labels_url, {"labels": _labels("same", targets[same])})
+    assert posted == {"accepted": 15}
+    _wait_for_labels(project, 15)
+    accuracy = _cli_json(project, "monitor", "run", "diagnosis-accuracy")
+    assert accuracy["status"] == "ok", accuracy
+    assert accuracy["details"]["labelled_rows"] == 150 and accuracy["value"] > 0.9
+
     # The same patients measured 40 % larger: the size columns drift.
-    shifted = train[rng.choice(len(train), 150, replace=False)].copy()
+    picked = rng.choice(len(train), 150, replace=False)
+    shifted = train[picked].copy()
     for column in SHIFTED:
         shifted[:, names.index(column)] *= 1.4
     _send(endpoint, shifted, label="shifted")
@@ -223,6 +272,18 @@ def test_drift_breach_alerts_once_and_the_next_plan_retrains(
     assert breach["action"]["action"] == "retrain"
     drifted = {c["column"] for c in breach["details"]["columns"] if c["drifted"]}
     assert drifted >= {"mean_radius", "worst_radius"}, breach["details"]["columns"]
+
+    # Wrong labels for the shifted requests: accuracy over the window's 300 rows drops.
+    _post(labels_url, {"labels": _labels("shifted", 1 - targets[picked])})
+    _wait_for_labels(project, 30)
+    worse = json.loads(
+        _ok(run_cli(project, "monitor", "run", "diagnosis-accuracy", "-s", "mon", "--json"), 3)
+    )
+    assert worse["status"] == "breached" and worse["details"]["labelled_rows"] == 300
+    assert (
+        worse["reason"].startswith("accuracy 0.")
+        and "< 0.8 on 300 labelled rows" in worse["reason"]
+    )
 
     # One alert reached the webhook, with the configured header and the breach reason.
     assert len(receiver.alerts) == 1, receiver.alerts

@@ -112,7 +112,7 @@ def _count(model: str, status: str, per_minute: int) -> dict[str, str]:
 
 
 def _monitor_series(monitor: str, breached: str, last_run: str) -> list[dict[str, str]]:
-    ids = f'{{monitor="{monitor}",deployment="diagnosis-api"}}'
+    ids = f'{{monitor="{monitor}",deployment="diagnosis-api",project="{PROJECT}",stack="{STACK}"}}'
     return [
         {"series": f"mlform_monitor_breached{ids}", "values": breached},
         {"series": f"mlform_monitor_last_run_timestamp_seconds{ids}", "values": last_run},

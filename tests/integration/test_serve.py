@@ -608,6 +608,152 @@ def test_prediction_log_holds_every_request_after_sigterm(
     assert len(records[2]["inputs"]) == 3
 
 
+def test_labels_are_logged_and_join_the_predictions(registry: Registry, tmp_path: Path) -> None:
+    from mlform.monitoring.labels import join, labels_from_endpoint_logs
+    from mlform.monitoring.window import WindowSpec, read_window
+
+    deployment = tmp_path / "predictions" / "diag"  # as a deployment lays it out
+    log_dir = deployment / "cancer-v1"
+    with serving(registry, "model.cancer@v1", "--prediction-log", str(log_dir)) as server:
+        models = f"{server.url}/v2/models/cancer"
+        status, answer = request("POST", f"{models}/infer", infer_body(registry.x[:1], id="req-1"))
+        assert status == 200 and answer["id"] == "req-1"
+        predicted = answer["outputs"][0]["data"][0]
+        truth = "benign" if predicted == "malignant" else "malignant"
+        status, answer = request("POST", f"{models}/infer", infer_body(registry.x[1:3]))
+        assert status == 200
+        made_up = answer["id"]  # the id the server gave a request that came without one
+        status, answer = request(
+            "POST", f"{models}/labels", {"labels": [{"id": "req-1", "label": truth}]}
+        )
+        assert (status, answer) == (200, {"accepted": 1})
+        # class indices, lists (one per row), and the versioned path
+        body = {"labels": [{"id": "other", "label": 0}, {"id": "multi", "label": ["benign", 1]}]}
+        assert request("POST", f"{models}/versions/1/labels", body) == (200, {"accepted": 2})
+        assert server.stop() == 0  # right away: the labels must be flushed on shutdown
+    files = list(log_dir.glob("labels-*.jsonl"))
+    assert [f.name for f in files] == [f"labels-{server.process.pid}.jsonl"]
+    lines = [json.loads(line) for line in files[0].read_text().splitlines()]
+    assert [(line["id"], line["label"]) for line in lines] == [
+        ("req-1", truth),
+        ("other", 0),
+        ("multi", ["benign", 1]),
+    ]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", lines[0]["time"])
+    labels = labels_from_endpoint_logs(deployment)
+    assert dict(labels.by_request) == {"req-1": truth, "other": 0, "multi": ["benign", 1]}
+    window = read_window(deployment, WindowSpec(size=100))
+    assert window.rows == 3 and set(window.request_ids) == {"req-1", made_up}
+    joined = join(window, labels)
+    assert joined.matched_rows == 1 and joined.window_rows == 3
+    assert joined.y_true.tolist() == [truth] and joined.y_pred.tolist() == [predicted]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"", "the request body is empty"),
+        (b"labels please", "not valid JSON"),
+        ([{"id": "a", "label": "benign"}], "must be a JSON object"),
+        ({"id": "a", "label": "benign"}, "has no 'labels'"),
+        ({"labels": {"id": "a"}}, "'labels' is an object"),
+        ({"labels": ["a"]}, r"labels\[0\] is a string"),
+        ({"labels": [{"label": "benign"}]}, r"labels\[0\]\.id is missing"),
+        ({"labels": [{"id": 7, "label": "benign"}]}, r"labels\[0\]\.id is a number"),
+        ({"labels": [{"id": "a"}]}, r"labels\[0\] \(id 'a'\) has no label"),
+        ({"labels": [{"id": "a", "label": []}]}, "is an empty list"),
+        ({"labels": [{"id": "a", "label": [["benign"]]}]}, r"label\[0\] .* is a list"),
+        (
+            {"labels": [{"id": "a", "label": 0}, {"id": "b", "label": "Benign"}]},
+            r"labels\[1\]\.label \(id 'b'\): the label 'Benign' is not one of the classes "
+            r"'malignant', 'benign' or a class index 0 to 1",
+        ),
+        ({"labels": [{"id": "a", "label": ["benign", 2]}]}, r"labels\[0\]\.label\[1\]"),
+    ],
+)
+def test_bad_labels_get_400_saying_what_is_expected(
+    labelled: Server, body: Any, expected: str
+) -> None:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    status, answer = request("POST", f"{labelled.url}/v2/models/cancer/labels", data)
+    assert status == 400, answer
+    assert re.search(expected, answer["error"]), answer["error"]
+    # each names what is expected: the body's shape, or the model's classes
+    assert 'expected {"labels": [{"id": "<request id>", "label":' in answer["error"] or (
+        "one of the classes" in answer["error"]
+    )
+
+
+@pytest.fixture(scope="module")
+def labelled(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with a prediction log (it takes labels)."""
+    log_dir = tmp_path_factory.mktemp("labelled") / "cancer-v1"
+    with serving(registry, "model.cancer@v1", "--prediction-log", str(log_dir)) as server:
+        yield server
+
+
+def test_labels_reach_a_server_through_the_router(labelled: Server, tmp_path: Path) -> None:
+    """The router forwards every /v2/models/{name}/... path, labels included."""
+    from mlform.serving.router import write_routes
+    from mlform.serving.router_client import router_live
+    from mlform.serving.routes import RouteTable
+
+    routes = tmp_path / "routes.json"
+    table = {
+        "generation": 1,
+        "upstreams": {"cancer-v1": {"url": labelled.url, "version": "1"}},
+        "split": {"cancer-v1": 100},
+    }
+    write_routes(routes, RouteTable.from_dict(table))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with (tmp_path / "router.log").open("wb") as stderr:
+        command = ["-m", "mlform.serving.router", "--port", str(port), "--routes", str(routes)]
+        router = subprocess.Popen(
+            [sys.executable, *command],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=_env(),
+        )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not router_live(url, timeout=1.0):
+            assert router.poll() is None, (tmp_path / "router.log").read_text()
+            assert time.monotonic() < deadline, "the router did not start"
+            time.sleep(0.05)
+        body = {"labels": [{"id": "via-router", "label": "benign"}]}
+        for path in ("/v2/models/cancer/labels", "/v2/models/cancer/versions/1/labels"):
+            assert request("POST", f"{url}{path}", body) == (200, {"accepted": 1})
+        status, answer = request("POST", f"{url}/v2/models/cancer/labels", b"{}")
+        assert status == 400 and "has no 'labels'" in answer["error"]
+    finally:
+        router.send_signal(signal.SIGTERM)
+        try:
+            router.wait(EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            router.kill()
+            router.wait()
+
+
+def test_labels_endpoint_methods_models_and_no_log(labelled: Server, cancer: Server) -> None:
+    ok = {"labels": [{"id": "a", "label": "benign"}]}
+    status, answer = request("GET", f"{labelled.url}/v2/models/cancer/labels")
+    assert status == 405 and "use POST" in answer["error"]
+    status, answer = request("POST", f"{labelled.url}/v2/models/other/labels", ok)
+    assert status == 404 and "unknown model 'other'" in answer["error"]
+    status, answer = request("POST", f"{labelled.url}/v2/models/cancer/versions/2/labels", ok)
+    assert status == 404 and "no version '2'" in answer["error"]
+    assert request("POST", f"{labelled.url}/v2/models/cancer/labels", {"labels": []}) == (
+        200,
+        {"accepted": 0},
+    )
+    # a server without --prediction-log has nowhere to keep labels
+    status, answer = request("POST", f"{cancer.url}/v2/models/cancer/labels", ok)
+    assert status == 409 and "--prediction-log" in answer["error"]
+
+
 def test_sigterm_drains_in_flight_requests(registry: Registry) -> None:
     with serving(
         registry, "model.slow", "--project-dir", str(registry.project), "--workers", "1"

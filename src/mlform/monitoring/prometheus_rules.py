@@ -14,7 +14,8 @@ label of ``mlform serve``'s metrics, see :mod:`mlform.serving.metrics`)::
                  / sum(rate(http_request_duration_seconds_count{model="<name>",
                      endpoint="infer"}[<w>])) > <threshold>
     data_drift, prediction_drift, performance (computed by the monitor scheduler):
-                 max(mlform_monitor_breached{monitor="<monitor>",deployment="<deployment>"}) == 1
+                 max(mlform_monitor_breached{monitor="<monitor>",deployment="<deployment>",
+                                             project="<project>",stack="<stack>"}) == 1
                  and a staleness rule ``MlformMonitorStale<Name>`` (below)
 
 Choices:
@@ -153,7 +154,7 @@ def monitor_rules(
 
     if kind not in _SCHEDULER_TYPES:
         raise ValueError(f"monitor {monitor!r}: no Prometheus rule for monitor type {kind!r}")
-    ids = _selector(monitor=monitor, deployment=deployment)
+    ids = _selector(monitor=monitor, deployment=deployment, project=project, stack=stack)
     breach = _breach_text(kind, config)
     summary = f"monitor.{monitor} breached on deployment {deployment}: {breach}"
     description = (

@@ -19,6 +19,7 @@ alerts and actions are :mod:`mlform.monitoring.actions`', the clock is the calle
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -111,8 +112,11 @@ def _drift(job: MonitorJob, serving: Sequence[str], now: float) -> _Measured:
             f"deployment.{job.deployment} serves no model version yet: apply it first"
         )
     reference = _reference_stats(job, serving[0])
-    window = read_window(
-        job.predictions_dir, WindowSpec.from_config(job.config.get("window") or {}), now=now
+    window = _served_rows(
+        job,
+        read_window(
+            job.predictions_dir, WindowSpec.from_config(job.config.get("window") or {}), now=now
+        ),
     )
     if window.rows == 0:
         return _Measured(RunStatus.NO_DATA, "no predictions logged in the window")
@@ -148,6 +152,29 @@ def _drift(job: MonitorJob, serving: Sequence[str], now: float) -> _Measured:
         threshold=report.drift_share,
         rows=window.rows,
         details={"reference": serving[0], **report.to_dict()},
+    )
+
+
+def _served_rows(job: MonitorJob, window: Any) -> Any:
+    """The window without the shadow model's rows (copies of requests already counted)."""
+    from mlform.rollout.journal import RolloutJournal
+
+    record = RolloutJournal(job.state_dir).load(f"deployment.{job.deployment}")
+    if record is None or record.mirror is None or window.rows == 0:
+        return window
+    keep = np.asarray([ref != record.mirror.ref for ref in window.refs], dtype=bool)
+    if keep.all():
+        return window
+    index = np.flatnonzero(keep)
+    return dataclasses.replace(
+        window,
+        request_ids=tuple(window.request_ids[i] for i in index),
+        row_in_request=window.row_in_request[index],
+        times=window.times[index],
+        inputs=window.inputs[index],
+        predicted=window.predicted[index],
+        probabilities=None if window.probabilities is None else window.probabilities[index],
+        refs=tuple(window.refs[i] for i in index),
     )
 
 
@@ -230,8 +257,11 @@ def _performance(job: MonitorJob, now: float) -> _Measured:
     from mlform.monitoring.performance import default_metric, higher_is_better, performance
     from mlform.monitoring.window import WindowSpec, read_window
 
-    window = read_window(
-        job.predictions_dir, WindowSpec.from_config(job.config.get("window") or {}), now=now
+    window = _served_rows(
+        job,
+        read_window(
+            job.predictions_dir, WindowSpec.from_config(job.config.get("window") or {}), now=now
+        ),
     )
     if window.rows == 0:
         return _Measured(RunStatus.NO_DATA, "no predictions logged in the window")

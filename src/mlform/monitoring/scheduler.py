@@ -7,12 +7,12 @@ alerts and acts (:func:`act`), and appends the run to the monitor's history. It 
 ``GET /-/health`` (what the engine's health check and ``mlform refresh`` probe) and
 ``GET /metrics`` for Prometheus::
 
-    mlform_monitor_breached{monitor,deployment}                 1 while breached, else 0
-    mlform_monitor_value{monitor,deployment,column}             the statistic judged
+    mlform_monitor_breached{monitor,deployment,project,stack}   1 while breached, else 0
+    mlform_monitor_value{…,column}                              the statistic judged
                                                                 (column "" for the monitor's
                                                                 own value)
-    mlform_monitor_last_run_timestamp_seconds{monitor,deployment}
-    mlform_monitor_runs_total{monitor,deployment,status}
+    mlform_monitor_last_run_timestamp_seconds{…}
+    mlform_monitor_runs_total{…,status}
 
 A run holds ``<monitor dir>/run.lock`` so the scheduler and ``mlform monitor run`` never
 judge the same monitor at once. SIGTERM lets the current run finish, then exits.
@@ -97,8 +97,13 @@ class _Gauges:
         from prometheus_client import CollectorRegistry, Counter, Gauge
 
         self.registry = CollectorRegistry()
-        labels = ("monitor", "deployment")
-        self.labels = {"monitor": job.name, "deployment": job.deployment}
+        labels = ("monitor", "deployment", "project", "stack")
+        self.labels = {
+            "monitor": job.name,
+            "deployment": job.deployment,
+            "project": job.project,
+            "stack": job.stack,
+        }
         self.breached = Gauge(
             "mlform_monitor_breached",
             "1 while the monitor is breached",

@@ -4,7 +4,7 @@ Every series carries ``model`` (the V2 model name, e.g. ``diagnosis``) and ``ver
 registry version number as a string, e.g. ``"2"``)::
 
     http_request_duration_seconds{model,version,endpoint,status}   histogram
-        endpoint: infer | metadata | health | other; status: the HTTP status ("200", "400"…)
+        endpoint: infer | labels | metadata | health | other; status: the HTTP status ("200"…)
         buckets: 0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10
         (GET /metrics itself is not timed). Success rate = count{endpoint="infer",
         status!~"5.."} / count{endpoint="infer"}; p99 from the buckets.

@@ -8,13 +8,26 @@ Endpoints (JSON; errors are ``{"error": "..."}``)::
     GET  /v2/models/{name}[/versions/{v}]         model metadata (inputs, outputs, features)
     GET  /v2/models/{name}[/versions/{v}]/ready   200 {"name", "ready": true}; 503 draining
     POST /v2/models/{name}[/versions/{v}]/infer   predictions (see mlform.serving.protocol)
+    POST /v2/models/{name}[/versions/{v}]/labels  delayed ground truth: 200 {"accepted": N}
     GET  /metrics                                 Prometheus text (mlform.serving.metrics)
 
 ``{name}`` is ``--name`` (default: the model's name without ``model.``) and ``{v}`` the
-registry version number. The request path is kept lean: the HTTP layer is aiohttp's
-low-level server with one dispatch function, the model runs inline on the event loop (a
-worker serves one request at a time; run several workers for parallelism), JSON goes
-through orjson, and nothing is logged per request.
+registry version number.
+
+The request path is kept lean: the HTTP layer is aiohttp's low-level server with one dispatch
+function, the model runs inline on the event loop (a worker serves one request at a time;
+run several workers for parallelism), JSON goes through orjson, and nothing is logged per
+request.
+
+Labels. ``POST .../labels`` takes ``{"labels": [{"id": "<request id>", "label": <value, or a
+list of values, one per row of that request>}, ...]}``, where the id is an infer request's
+``id`` (the client's, else the one the server answered with). A classifier's labels are
+class names or class indices, a regressor's numbers (``null`` in a list: that row has no
+label yet); the whole body is checked first and a bad one is refused with 400 saying what
+is expected. Accepted labels go, as sent, to ``labels-<pid>.jsonl`` in the prediction log
+directory (written by the prediction log's writer thread, flushed on shutdown); a server
+without ``--prediction-log`` answers 409. Monitors read and join them
+(:mod:`mlform.monitoring.labels`).
 
 Processes. :func:`serve` binds the listening socket, then with ``workers == 1`` serves in
 the calling process; with more it forks that many workers, which share the socket (the
@@ -62,6 +75,7 @@ from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
 from aiohttp.web_request import BaseRequest
 
 from mlform import __version__
+from mlform.monitoring.labels import LabelForm
 from mlform.serving import protocol
 from mlform.serving.loaded_model import LoadedModel, ServeError
 from mlform.serving.metrics import (
@@ -194,6 +208,7 @@ class ModelServer:
         )
         self._model_ready = orjson.dumps({"name": name, "ready": True})
         self._model_not_ready = orjson.dumps({"name": name, "ready": False})
+        self._label_form = LabelForm(model.task, model.signature.classes)
 
     # -- aiohttp glue ----------------------------------------------------------------------
 
@@ -252,6 +267,8 @@ class ModelServer:
                 version, rest = rest[1], rest[2:]
             if rest == ["infer"]:
                 return "infer", await self._infer_route(request, name, version)
+            if rest == ["labels"]:
+                return "labels", await self._labels_route(request, name, version)
             if rest == [] or rest == ["ready"]:
                 endpoint = "metadata" if not rest else "health"
                 if method not in ("GET", "HEAD"):
@@ -403,6 +420,43 @@ class ModelServer:
             self.prediction_log.append(request_id, decoded.x, labels, proba)
         return web.Response(body=body, content_type=_JSON)
 
+    # -- labels ----------------------------------------------------------------------------
+
+    async def _labels_route(
+        self, request: BaseRequest, name: str, version: str | None
+    ) -> web.Response:
+        if request.method != "POST":
+            return _error(405, f"use POST {request.path}", Allow="POST")
+        missing = self._check_model(name, version)
+        if missing is not None:
+            return missing
+        if self.prediction_log is None:
+            return _error(
+                409,
+                "this server keeps no prediction log, so it has nowhere to store labels; "
+                "start it with --prediction-log DIR (a deployment's servers have one)",
+            )
+        length = request.content_length
+        too_large = _error(
+            413,
+            f"the request body is over the limit of {self.max_body_bytes} bytes; send the "
+            "labels in smaller batches",
+        )
+        if length is not None and length > self.max_body_bytes:
+            return too_large
+        try:
+            body = await request.read()
+        except HTTPRequestEntityTooLarge:
+            return too_large
+        except (ConnectionError, ClientPayloadError, HttpProcessingError) as exc:
+            return _error(400, f"the request body could not be read ({exc})")
+        try:
+            labels = _decode_labels(body, self._label_form)
+        except protocol.ProtocolError as exc:
+            return _error(exc.status, exc.message)
+        self.prediction_log.append_labels(labels)
+        return web.Response(body=orjson.dumps({"accepted": len(labels)}), content_type=_JSON)
+
     def _log_failure(self, what: str, exc: BaseException | None = None) -> None:
         """Log a failure with its traceback, at most once a second (no log floods)."""
         now = time.monotonic()
@@ -417,9 +471,77 @@ class ModelServer:
 
 _ENDPOINTS = (
     "the endpoints are GET /v2, /v2/health/live, /v2/health/ready, /v2/models/{name}, "
-    "/v2/models/{name}/ready, POST /v2/models/{name}/infer (also under "
-    "/v2/models/{name}/versions/{version}) and GET /metrics"
+    "/v2/models/{name}/ready, POST /v2/models/{name}/infer, POST /v2/models/{name}/labels "
+    "(also under /v2/models/{name}/versions/{version}) and GET /metrics"
 )
+
+_LABELS_EXPECTED = (
+    '{"labels": [{"id": "<request id>", "label": <value, or a list of values, one per row '
+    "of the request>}, ...]}"
+)
+
+
+def _decode_labels(body: bytes, form: LabelForm) -> list[tuple[str, Any]]:
+    """``[(request id, label)]`` of a labels request body; ProtocolError (400) if bad."""
+
+    def bad(message: str) -> protocol.ProtocolError:
+        return protocol.ProtocolError(400, f"{message}; expected {_LABELS_EXPECTED}")
+
+    if not body.strip():
+        raise bad("the request body is empty")
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad(f"the request body is not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise bad(f"the request body must be a JSON object, not {_json_kind(document)}")
+    items = document.get("labels")
+    if not isinstance(items, list):
+        found = "has no 'labels'" if items is None else f"'labels' is {_json_kind(items)}"
+        raise bad(f"the request body {found}: 'labels' must be a list")
+    labels: list[tuple[str, Any]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise bad(f"labels[{i}] is {_json_kind(item)}, not an object")
+        request_id = item.get("id")
+        if not isinstance(request_id, str) or not request_id:
+            what = "missing" if request_id is None else _json_kind(request_id)
+            what = "empty" if request_id == "" else what
+            raise bad(f"labels[{i}].id is {what}: it must be the request's id (a string)")
+        if "label" not in item or item["label"] is None:
+            raise bad(f"labels[{i}] (id {request_id!r}) has no label")
+        label = item["label"]
+        values = label if isinstance(label, list) else [label]
+        if not values:
+            raise bad(f"labels[{i}].label (id {request_id!r}) is an empty list")
+        for j, value in enumerate(values):
+            where = f"labels[{i}].label" + (f"[{j}]" if isinstance(label, list) else "")
+            if isinstance(value, list | dict):
+                raise bad(f"{where} (id {request_id!r}) is {_json_kind(value)}, not a value")
+            try:
+                normal = form(value)
+            except ValueError as exc:
+                raise protocol.ProtocolError(
+                    400, f"{where} (id {request_id!r}): {exc} ({form.task} model)"
+                ) from None
+            if normal is None and not isinstance(label, list):
+                raise bad(f"labels[{i}] (id {request_id!r}) has no label")
+        labels.append((request_id, label))
+    return labels
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
 
 
 def _plain(value: Any) -> Any:

@@ -422,12 +422,13 @@ def test_scheduler_computed_rules(kind: str) -> None:
     breach, stale = _rules("diagnosis-drift", config)
     assert breach["alert"] == "MlformDiagnosisDrift"
     assert breach["expr"] == (
-        'max(mlform_monitor_breached{monitor="diagnosis-drift",deployment="diagnosis-api"}) == 1'
+        'max(mlform_monitor_breached{monitor="diagnosis-drift",deployment="diagnosis-api",'
+        'project="clinic",stack="prod"}) == 1'
     )
     assert breach["for"] == "0m"
     assert breach["labels"]["severity"] == "critical"
     assert stale["alert"] == "MlformMonitorStaleDiagnosisDrift"
-    ids = '{monitor="diagnosis-drift",deployment="diagnosis-api"}'
+    ids = '{monitor="diagnosis-drift",deployment="diagnosis-api",project="clinic",stack="prod"}'
     assert stale["expr"] == (
         f"(time() - max(mlform_monitor_last_run_timestamp_seconds{ids}) > 900) or "
         f"absent_over_time(mlform_monitor_last_run_timestamp_seconds{ids}[15m])"
