@@ -349,3 +349,40 @@ def test_latency_breach_rolls_a_slow_version_back(project: Path) -> None:
     plan = json.loads(_ok(run_cli(project, "plan", "-s", "mon", "--format", "json", *SLOW_V2)))
     deployment = next(c for c in plan["changes"] if c["address"] == "deployment.diagnosis-api")
     assert deployment["action"] == "no-op", deployment
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ("monitors.diagnosis-drift.columns=[mean_radius,sex]",),
+            "monitors.diagnosis-drift.columns.1 names 'sex', which model.diagnosis does not take",
+        ),
+        (
+            ("monitors.diagnosis-drift.method=psi", "+monitors.diagnosis-drift.threshold=-0.2"),
+            "invalid value for monitors.diagnosis-drift.threshold",
+        ),
+        (
+            (
+                "~monitors.diagnosis-drift.window.size",
+                "+monitors.diagnosis-drift.window.duration=30d",
+            ),
+            "monitors.diagnosis-drift.window.duration (30d) is longer than the prediction log "
+            "keeps",
+        ),
+        (
+            ("+deployments.diagnosis-api.prediction_log.enabled=false",),
+            "monitors.diagnosis-drift reads the prediction log, which "
+            "deployments.diagnosis-api.prediction_log.enabled turns off",
+        ),
+    ],
+)
+def test_bad_monitor_config_is_a_diagnostic_at_validate(
+    tmp_path: Path, overrides: tuple[str, ...], message: str
+) -> None:
+    project = copy_example(tmp_path)
+    result = run_cli(project, "validate", *overrides)
+    assert result.returncode == 1, result.stdout + result.stderr
+    text = " ".join((result.stdout + result.stderr).split())
+    assert message in text, text
+    assert "Traceback" not in text

@@ -46,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlform.monitoring.window import LABELS_GLOB, Predictions, WindowError, parse_lines
+from mlform.serving.routes import json_kind
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -100,22 +101,6 @@ class Joined:
 # -- normalising label values ----------------------------------------------------------------
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
-
-
 class LabelForm:
     """Turns a label as given into the form of the logged predictions (see the module docs):
     a class name (str) for classifiers, a float for regressors, None for a missing label.
@@ -155,13 +140,13 @@ class LabelForm:
             if len(self._cache) < 10_000:
                 self._cache[key] = name
             return name
-        raise ValueError(f"a label is {self.expected()}, not {_kind(value)}")
+        raise ValueError(f"a label is {self.expected()}, not {json_kind(value)}")
 
     def _number(self, value: Any) -> float | None:
         if isinstance(value, bool | np.bool_) or not isinstance(
             value, int | float | str | np.number
         ):
-            raise ValueError(f"a label of a regression model is a number, not {_kind(value)}")
+            raise ValueError(f"a label of a regression model is a number, not {json_kind(value)}")
         try:
             number = float(value)
         except ValueError:

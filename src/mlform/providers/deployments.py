@@ -39,7 +39,7 @@ from mlform.providers.base import (
     StepFailed,
     ValidateRequest,
 )
-from mlform.providers.infrastructure import InfrastructureProvider, provision
+from mlform.providers.infrastructure import InfrastructureProvider, provision, require_local
 from mlform.rollout.analysis import Snapshot, scrape
 from mlform.rollout.controller import Controller, Wanted
 from mlform.rollout.journal import RolloutJournal, RolloutRecord, Served
@@ -91,17 +91,12 @@ class DeploymentProvider(InfrastructureProvider):
 
     def _deploy(self, request: ApplyRequest) -> ApplyResult:
         address, config, context = request.address, request.config, request.context
-        if context.target != "local":
-            raise StepFailed(
-                Diagnostic.error(
-                    f"{address}: deployments on the {context.target!r} target are not "
-                    "provisioned by this release",
-                    "Serving and rollouts run on the local target (target.type: local). "
-                    "The kubernetes and render targets provision data, features and models "
-                    "today; their deployments arrive with the Kubernetes target.",
-                    address=str(address),
-                )
-            )
+        require_local(
+            address,
+            context,
+            "deployments",
+            "Serving and rollouts run on the local target (target.type: local).",
+        )
         runtime = LocalRuntime(
             address, config, context, refresh=bool(request.prior_outputs.get("drift"))
         )

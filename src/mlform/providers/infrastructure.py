@@ -117,6 +117,21 @@ def provision(
     return dict(live)
 
 
+def require_local(address: Address, context: ProviderContext, what: str, why: str) -> None:
+    """Fail the step when the stack's target is not ``local`` (``what`` runs only there)."""
+    if context.target == "local":
+        return
+    raise StepFailed(
+        Diagnostic.error(
+            f"{address}: {what} on the {context.target!r} target are not provisioned by "
+            "this release",
+            f"{why} The kubernetes and render targets provision data, features and models "
+            "today; the rest arrives with the Kubernetes target.",
+            address=str(address),
+        )
+    )
+
+
 def engine_of(context: ProviderContext, address: Address) -> Any:
     if context.infrastructure is None:
         raise StepFailed(

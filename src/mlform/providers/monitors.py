@@ -35,7 +35,7 @@ from mlform.providers.base import (
     ProviderContext,
     StepFailed,
 )
-from mlform.providers.infrastructure import InfrastructureProvider
+from mlform.providers.infrastructure import InfrastructureProvider, require_local
 from mlform.spec.base import parse_duration
 
 __all__ = ["MonitorProvider", "monitor_job", "rules_path"]
@@ -84,16 +84,13 @@ class MonitorProvider(InfrastructureProvider):
 
     def _apply(self, request: ApplyRequest) -> ApplyResult:
         address, config, context = request.address, request.config, request.context
-        if context.target != "local":
-            raise StepFailed(
-                Diagnostic.error(
-                    f"{address}: monitors on the {context.target!r} target are not "
-                    "provisioned by this release",
-                    "Monitors run on the local target (target.type: local) as scheduler "
-                    "processes; on Kubernetes they become CronJobs with the Kubernetes target.",
-                    address=str(address),
-                )
-            )
+        require_local(
+            address,
+            context,
+            "monitors",
+            "Monitors run on the local target (target.type: local) as scheduler processes; "
+            "on Kubernetes they become CronJobs.",
+        )
         deployment = request.upstream_outputs.get(f"deployment.{config['deployment']}") or {}
         self._check_columns(address, config, deployment, context)
         job = monitor_job(address, config, deployment, context)

@@ -46,6 +46,7 @@ __all__ = [
     "RouteTable",
     "Upstream",
     "is_preview",
+    "json_kind",
     "version_from_path",
 ]
 
@@ -138,7 +139,7 @@ class RouteTable:
     def from_dict(cls, data: Any) -> RouteTable:
         """Validate a decoded JSON document; :class:`RouteError` names the bad field."""
         if not isinstance(data, Mapping):
-            raise RouteError(f"the route table must be a JSON object, not {_kind(data)}")
+            raise RouteError(f"the route table must be a JSON object, not {json_kind(data)}")
         unknown = sorted(set(data) - _TOP_KEYS)
         if unknown:
             raise RouteError(
@@ -150,12 +151,12 @@ class RouteTable:
         if upstreams_raw is None:
             upstreams_raw = {}
         if not isinstance(upstreams_raw, Mapping):
-            raise RouteError(f"upstreams must be an object, not {_kind(upstreams_raw)}")
+            raise RouteError(f"upstreams must be an object, not {json_kind(upstreams_raw)}")
         upstreams: dict[str, Upstream] = {}
         for name, spec in upstreams_raw.items():
             where = f"upstreams.{name}"
             if not isinstance(spec, Mapping):
-                raise RouteError(f"{where} must be an object with a url, not {_kind(spec)}")
+                raise RouteError(f"{where} must be an object with a url, not {json_kind(spec)}")
             extra = sorted(set(spec) - _UPSTREAM_KEYS)
             if extra:
                 raise RouteError(
@@ -177,7 +178,7 @@ class RouteTable:
             if not isinstance(mirror_raw, Mapping):
                 raise RouteError(
                     f"mirror must be an object {{upstream, percent}} or null, "
-                    f"not {_kind(mirror_raw)}"
+                    f"not {json_kind(mirror_raw)}"
                 )
             extra = sorted(set(mirror_raw) - _MIRROR_KEYS)
             if extra:
@@ -351,7 +352,8 @@ def version_from_path(path: str) -> str | None:
 # -- validation ---------------------------------------------------------------------------
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """How a JSON value is named in error messages: "a string", "an array", ..."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -381,7 +383,7 @@ def _check_name(where: str, name: Any) -> None:
 
 def _check_url(where: str, url: Any) -> str:
     if not isinstance(url, str) or not url:
-        raise RouteError(f"{where}.url must be a non-empty string, not {_kind(url)}")
+        raise RouteError(f"{where}.url must be a non-empty string, not {json_kind(url)}")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -412,12 +414,12 @@ def _validate(table: RouteTable) -> dict[str, Upstream]:
         raise RouteError(f"generation must be an integer >= 0, not {gen!r}")
 
     if not isinstance(table.upstreams, Mapping):
-        raise RouteError(f"upstreams must be an object, not {_kind(table.upstreams)}")
+        raise RouteError(f"upstreams must be an object, not {json_kind(table.upstreams)}")
     for name, up in table.upstreams.items():
         _check_name("upstreams", name)
         where = f"upstreams.{name}"
         if not isinstance(up, Upstream):
-            raise RouteError(f"{where} must be an Upstream, not {_kind(up)}")
+            raise RouteError(f"{where} must be an Upstream, not {json_kind(up)}")
         if up.name != name:
             raise RouteError(f"{where} is keyed {name!r} but named {up.name!r}")
         url = _check_url(where, up.url)
@@ -431,7 +433,7 @@ def _validate(table: RouteTable) -> dict[str, Upstream]:
 
     split = table.split
     if not isinstance(split, Mapping):
-        raise RouteError(f"split must be an object of upstream -> weight, not {_kind(split)}")
+        raise RouteError(f"split must be an object of upstream -> weight, not {json_kind(split)}")
     total = 0
     for name, weight in split.items():
         if not isinstance(name, str) or name not in table.upstreams:
@@ -462,7 +464,7 @@ def _validate(table: RouteTable) -> dict[str, Upstream]:
     mirror = table.mirror
     if mirror is not None:
         if not isinstance(mirror, Mirror):
-            raise RouteError(f"mirror must be a Mirror or null, not {_kind(mirror)}")
+            raise RouteError(f"mirror must be a Mirror or null, not {json_kind(mirror)}")
         if not isinstance(mirror.upstream, str) or mirror.upstream not in table.upstreams:
             raise RouteError(
                 f"mirror.upstream {mirror.upstream!r} is not a declared upstream "
