@@ -62,6 +62,11 @@ monitors:
     threshold: 100ms
     window: {duration: 5m}
     schedule: {every: 2s}
+  diagnosis-predictions:
+    deployment: diagnosis-api
+    type: prediction_drift
+    window: {size: 150}
+    schedule: {every: 1h}
   diagnosis-accuracy:
     deployment: diagnosis-api
     type: performance
@@ -235,6 +240,7 @@ def test_drift_breach_alerts_once_and_the_next_plan_retrains(
         "diagnosis-accuracy": True,
         "diagnosis-drift": True,
         "diagnosis-latency": True,
+        "diagnosis-predictions": True,
     }
     endpoint, names = _endpoint(project)
     rng = np.random.default_rng(7)
@@ -249,6 +255,10 @@ def test_drift_breach_alerts_once_and_the_next_plan_retrains(
     assert run["rows"] == 150
     assert {c["method"] for c in run["details"]["columns"]} == {"ks"}  # 455 reference rows
     assert not receiver.alerts
+    predictions = _cli_json(project, "monitor", "run", "diagnosis-predictions")
+    assert predictions["status"] == "ok", predictions
+    (column,) = predictions["details"]["columns"]
+    assert (column["column"], column["method"]) == ("prediction", "ztest")  # two classes
 
     # Labels arrive later, posted to the deployment: the model is right on its training rows.
     labels_url = endpoint.removesuffix("/infer") + "/labels"
