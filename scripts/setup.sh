@@ -3,7 +3,8 @@
 # its dev tools, then the Pulumi CLI the engine runs (scripts/build-pulumi.sh: a matching
 # `pulumi` on PATH, the cache under ~/.cache/mlform, or a build from the Go module proxy).
 #   --kubernetes (or MLFORM_SETUP_KUBERNETES=1) also ensures the kubernetes provider plugin
-#   (scripts/build-pulumi-kubernetes.sh), needed by the kubernetes and render targets.
+#   (scripts/build-pulumi-kubernetes.sh), needed by the kubernetes and render targets, and
+#   etcd + kube-apiserver (scripts/build-etcd.sh, build-kube-apiserver.sh) for their tests.
 # Idempotent and fast when nothing changed (venv keyed by pyproject.toml, builds by version).
 # pip's download cache lives under ~/.cache/pip, so a warm machine installs offline-fast.
 set -euo pipefail
@@ -39,4 +40,8 @@ fi
 bash scripts/build-pulumi.sh >/dev/null
 if [ "$kubernetes" = 1 ]; then
   bash scripts/build-pulumi-kubernetes.sh >/dev/null
+  # A real control plane for the Kubernetes tests: etcd and kube-apiserver, built from the
+  # Go module proxy (cached by version like the Pulumi builds; docs/toolchain.md).
+  bash scripts/build-etcd.sh >/dev/null
+  bash scripts/build-kube-apiserver.sh >/dev/null
 fi

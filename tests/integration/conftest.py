@@ -3,13 +3,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+if TYPE_CHECKING:
+    from support.kube_control_plane import ControlPlane
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,3 +48,43 @@ def _pids_under(base: str) -> list[int]:
         if serving and (cwd.startswith(base) or base in cmdline):
             found.append(int(entry.name))
     return found
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _built_bin_dir(script: str, missing_tool: Callable[[str], NoReturn]) -> Path:
+    """The bin dir a build script prints; never builds (MLFORM_TOOLCHAIN_NO_BUILD=1)."""
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / script)],
+        env={**os.environ, "MLFORM_TOOLCHAIN_NO_BUILD": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        missing_tool(result.stderr.strip() or f"scripts/{script} exited {result.returncode}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def kube_control_plane(
+    tmp_path_factory: pytest.TempPathFactory, missing_tool: Callable[[str], NoReturn]
+) -> Iterator[ControlPlane]:
+    """A real etcd + kube-apiserver on loopback for the session (see support/kube_control_plane).
+
+    The binaries come from scripts/build-etcd.sh and scripts/build-kube-apiserver.sh; when they
+    have not been built the tests that use this are skipped (failed under CI=true).
+    """
+    from support.kube_control_plane import start_control_plane
+
+    etcd = _built_bin_dir("build-etcd.sh", missing_tool) / "etcd"
+    apiserver = _built_bin_dir("build-kube-apiserver.sh", missing_tool) / "kube-apiserver"
+    plane = start_control_plane(
+        tmp_path_factory.mktemp("kube-control-plane"), etcd=etcd, kube_apiserver=apiserver
+    )
+    try:
+        yield plane
+    finally:
+        plane.stop()
