@@ -144,7 +144,9 @@ def _print_run(run: MonitorRun, *, detailed: bool) -> None:
 
     console = out()
     colour = _COLOURS.get(run.status, "white")
-    window = f" [{run.window}, {run.rows} rows]" if run.window else ""
+    unit = "request" if run.type in ("latency", "error_rate") else "row"
+    count = f"{run.rows} {unit}{'' if run.rows == 1 else 's'}"
+    window = f" [{run.window}, {count}]" if run.window else ""
     console.print(
         f"{run.time}  monitor.{escape(run.monitor)}  [{colour}]{run.status}[/]  "
         f"{escape(run.reason)}{escape(window)}"

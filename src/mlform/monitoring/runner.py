@@ -361,11 +361,11 @@ def _traffic(job: MonitorJob, now: float) -> _Measured:
         return _Measured(RunStatus.NO_DATA, f"no requests reached the servers {since}")
     breached = value > threshold
     op = ">" if breached else "<="
+    over = f"over {int(requests)} request{'' if int(requests) == 1 else 's'}"
     if job.type == "latency":
-        label = f"p{quantile * 100:g}"
-        reason = f"{label} {value:.4g} ms {op} {threshold:g} ms over {int(requests)} requests"
+        reason = f"p{quantile * 100:g} {value:.4g} ms {op} {threshold:g} ms {over}"
     else:
-        reason = f"error rate {value:.3g} {op} {threshold:g} over {int(requests)} requests"
+        reason = f"error rate {value:.3g} {op} {threshold:g} {over}"
     return _Measured(
         RunStatus.BREACHED if breached else RunStatus.OK,
         reason,
