@@ -47,7 +47,7 @@ def test_validate_then_plan_lists_every_object(project: Path) -> None:
 def test_apply_builds_data_features_and_models_then_plan_is_stable(project: Path) -> None:
     applied = run_cli(project, "apply", "-s", "dev", "--auto-approve")
     assert applied.returncode == 0, applied.stdout + applied.stderr
-    assert "no provider" in (applied.stdout + applied.stderr)
+    assert "8 succeeded, 0 failed, 0 skipped, 0 without a provider yet" in applied.stdout
 
     listed = run_cli(project, "state", "list", "-s", "dev")
     assert listed.returncode == 0, listed.stderr
@@ -63,6 +63,8 @@ def test_apply_builds_data_features_and_models_then_plan_is_stable(project: Path
     assert actions["model.diagnosis"] == "no-op"
     assert actions["model.diagnosis_torch"] == "no-op"
     assert actions["deployment.diagnosis-api"] == "no-op"  # served: see test_rollouts.py
+    assert actions["monitor.diagnosis-drift"] == "no-op"  # scheduled: see test_monitors.py
+    assert actions["monitor.diagnosis-latency"] == "no-op"
 
     # Planning twice gives byte-identical JSON.
     first = run_cli(project, "plan", "-s", "dev", "--format", "json").stdout
