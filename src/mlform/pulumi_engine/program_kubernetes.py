@@ -22,6 +22,20 @@ become ``apiextensions.CustomResource``.
 
 Objects in a namespace that the same program creates depend on that Namespace. With
 ``target.skip_await`` every object gets the ``pulumi.com/skipAwait: "true"`` annotation.
+
+On the ``kubernetes`` target two more annotations go on every object (checked against a real
+API server in tests/integration/test_kubernetes_target.py):
+
+- ``pulumi.com/patchForce: "true"``: mlform's server-side apply takes over the fields it
+  declares from any other field manager. Without it a field edited behind mlform's back
+  (``kubectl scale``, ``kubectl edit``) is found by ``refresh`` but can never be repaired:
+  the apply fails with a field conflict. Fields mlform does not declare stay with whoever
+  set them (server-side apply semantics).
+- with ``target.skip_await`` also ``pulumi.com/deletionPropagationPolicy: "background"``: the
+  provider's default foreground deletion leaves the object in place with a
+  ``foregroundDeletion`` finalizer until the garbage collector removes it, and waits for that
+  (up to 10 minutes) for every kind that ``skipAwait`` does not cover (Services, ConfigMaps,
+  Secrets, ...). Not waiting for controllers must include not waiting for that one.
 """
 
 from __future__ import annotations
@@ -41,6 +55,8 @@ from mlform.pulumi_engine.target import EngineTarget
 
 PROVIDER_NAME = "mlform-kubernetes"
 SKIP_AWAIT = "pulumi.com/skipAwait"
+PATCH_FORCE = "pulumi.com/patchForce"
+DELETION_PROPAGATION = "pulumi.com/deletionPropagationPolicy"
 _CAMEL_RE = re.compile(r"(?<!^)(?=[A-Z])")
 
 
@@ -109,22 +125,39 @@ def _is_namespace(manifest: Manifest) -> bool:
     return (manifest.body["apiVersion"], manifest.body["kind"]) == ("v1", "Namespace")
 
 
+def target_annotations(target: EngineTarget) -> dict[str, str]:
+    """The ``pulumi.com/*`` annotations every object gets on ``target`` (module docstring)."""
+    added: dict[str, str] = {}
+    if target.skip_await:
+        added[SKIP_AWAIT] = "true"
+    if target.type == "kubernetes":
+        added[PATCH_FORCE] = "true"
+        if target.skip_await:
+            added[DELETION_PROPAGATION] = "background"
+    return added
+
+
 def declare_manifest(
     manifest: Manifest,
     provider: k8s.Provider,
     *,
     depends_on: Sequence[pulumi.Resource] = (),
     skip_await: bool = False,
+    annotations: Mapping[str, str] | None = None,
 ) -> pulumi.CustomResource:
-    """Register ``manifest`` as one resource named ``manifest.logical_name``."""
+    """Register ``manifest`` as one resource named ``manifest.logical_name``.
+
+    ``annotations`` are added to the object's own (``skip_await`` adds ``SKIP_AWAIT``).
+    """
     body = manifest.inputs()  # a deep copy with sorted keys: deterministic and ours to edit
     api_version, kind = str(body.pop("apiVersion")), str(body.pop("kind"))
     body.pop("status", None)
     if "name" not in body["metadata"]:
         raise ValueError(f"{manifest.logical_name}: a manifest needs metadata.name")
-    if skip_await:
-        annotations = body["metadata"].setdefault("annotations", {})
-        body["metadata"]["annotations"] = dict(sorted({**annotations, SKIP_AWAIT: "true"}.items()))
+    added = {**(annotations or {}), **({SKIP_AWAIT: "true"} if skip_await else {})}
+    if added:
+        own = body["metadata"].setdefault("annotations", {})
+        body["metadata"]["annotations"] = dict(sorted({**own, **added}.items()))
     opts = pulumi.ResourceOptions(provider=provider, depends_on=list(depends_on))
     cls = resource_class(api_version, kind)
     if cls is None:
@@ -155,11 +188,12 @@ def declare_manifests(
     """Register the provider and every manifest (inside a running Pulumi program)."""
     _check_unique(manifests)
     provider = make_provider(target)
+    annotations = target_annotations(target)
     declared: dict[str, pulumi.CustomResource] = {}
     namespaces: dict[str, pulumi.CustomResource] = {}
     for manifest in manifests:  # namespaces first: the others may depend on them
         if _is_namespace(manifest):
-            resource = declare_manifest(manifest, provider, skip_await=target.skip_await)
+            resource = declare_manifest(manifest, provider, annotations=annotations)
             declared[manifest.logical_name] = resource
             namespaces[str(manifest.body["metadata"]["name"])] = resource
     for manifest in manifests:
@@ -170,7 +204,7 @@ def declare_manifests(
             manifest,
             provider,
             depends_on=[in_namespace] if in_namespace is not None else [],
-            skip_await=target.skip_await,
+            annotations=annotations,
         )
     return declared
 
