@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="session", autouse=True)
 def _stop_leftover_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Stop what applies left running under this session's temp dirs (servers, routers).
+    """Stop what applies left running under this session's temp dirs (servers, routers,
+    monitor schedulers).
 
     ``mlform apply`` leaves a deployment's processes running, like any infrastructure;
     tests that do not destroy what they applied must not leave them behind.
@@ -44,8 +45,12 @@ def _pids_under(base: str) -> list[int]:
             cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        serving = "mlform.serving.router" in cmdline or " mlform serve " in cmdline
-        if serving and (cwd.startswith(base) or base in cmdline):
+        ours = (
+            "mlform.serving.router" in cmdline
+            or " mlform serve " in cmdline
+            or "mlform.monitoring.scheduler" in cmdline
+        )
+        if ours and (cwd.startswith(base) or base in cmdline):
             found.append(int(entry.name))
     return found
 
