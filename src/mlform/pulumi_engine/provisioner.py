@@ -131,6 +131,7 @@ def engine_target(target: Mapping[str, Any], project_dir: Path) -> EngineTarget:
             kubeconfig=target.get("kubeconfig"),
             context=target.get("context"),
             namespace=target.get("namespace", "default"),
+            skip_await=not bool(target.get("wait_for_ready", True)),
         )
     return EngineTarget(type="local")
 

@@ -55,6 +55,9 @@ class KubernetesTarget(SpecModel):
     context: str | None = None
     namespace: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     kubeconfig: str | None = None
+    # Wait for objects to become ready (Deployments available, Jobs complete) as
+    # pulumi-kubernetes does by default; false for an API server without nodes (tests).
+    wait_for_ready: bool = True
 
 
 class RenderTarget(SpecModel):

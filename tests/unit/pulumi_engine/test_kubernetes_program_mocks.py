@@ -289,3 +289,12 @@ def test_a_custom_resource_with_fields_besides_spec_is_refused(
     )
     with pytest.raises(ValueError, match="custom resource can only carry metadata and spec"):
         pulumi.runtime.test(kubernetes_program([odd], _render(tmp_path)))()
+
+
+def test_the_kubernetes_target_waits_for_readiness_unless_told_not_to(tmp_path: Path) -> None:
+    from mlform.pulumi_engine.provisioner import engine_target
+
+    waits = engine_target({"type": "kubernetes", "namespace": "ml"}, tmp_path)
+    assert (waits.type, waits.namespace, waits.skip_await) == ("kubernetes", "ml", False)
+    test_cluster = engine_target({"type": "kubernetes", "wait_for_ready": False}, tmp_path)
+    assert test_cluster.skip_await is True
