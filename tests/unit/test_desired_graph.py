@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import sys
 
 import pytest
 
@@ -86,15 +86,21 @@ def test_acyclic_graph_has_no_cycle_and_missing_dependencies_are_listed() -> Non
     assert g.topological_order() == [a("model.m")]
 
 
-def test_ten_thousand_node_chain_is_ordered_fast_without_recursion() -> None:
+def test_ten_thousand_node_chain_is_ordered_without_recursion() -> None:
     edges = {a(f"features.f{i}"): [a(f"features.f{i - 1}")] if i else [] for i in range(10_000)}
     g = DependencyGraph.from_edges(edges)
-    started = time.perf_counter()
-    order = g.topological_order()
-    assert g.find_cycle() is None
+    # A recursive walk would need a frame per node: a limit far below 10,000 proves there
+    # is none (speed is benchmarks/plan_scale.py's business, not a test's).
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(300)
+    try:
+        order = g.topological_order()
+        assert g.find_cycle() is None
+        dependents = g.all_dependents(a("features.f0"))
+    finally:
+        sys.setrecursionlimit(limit)
     assert order[0] == a("features.f0") and order[-1] == a("features.f9999")
-    assert len(g.all_dependents(a("features.f0"))) == 9_999
-    assert time.perf_counter() - started < 2.0
+    assert len(dependents) == 9_999
 
 
 def test_long_cycle_is_found_iteratively() -> None:
