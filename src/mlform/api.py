@@ -169,6 +169,7 @@ def plan(
     the_plan = workspace.compute(desired, state, destroy=destroy, overrides=overrides)
     the_plan = workspace.with_infrastructure(the_plan, loaded, state, live)
     the_plan = gate.with_policies(the_plan, gate.evaluate_plan(loaded, the_plan))
+    warnings.extend(workspace.rollout_warnings(loaded, desired, the_plan))
     return PlanResult(the_plan, desired, (*warnings, *workspace.plan_warnings(the_plan)))
 
 

@@ -172,6 +172,40 @@ def with_monitor_requests(
     return mark_retrain(state, retrain_requests(state_dir(loaded), monitors, deployments))
 
 
+def rollout_warnings(
+    loaded: LoadedSystem, desired: DesiredSystem, the_plan: Plan
+) -> list[Diagnostic]:
+    """The providers' warnings about deployments and monitors the plan changes.
+
+    E.g. on the kubernetes target, a canary weight the replica count cannot represent.
+    """
+    from mlform.addresses import Address, Kind
+    from mlform.diagnostics import Severity
+    from mlform.providers.base import ValidateRequest
+
+    kinds = {Kind.DEPLOYMENT.value, Kind.MONITOR.value}
+    changing = [
+        c for c in the_plan.changes if c.kind in kinds and c.action not in ("no-op", "delete")
+    ]
+    if not changing:
+        return []
+    registry = provider_registry()
+    context = provider_context(loaded)
+    found: list[Diagnostic] = []
+    for change in changing:
+        address = Address.parse(change.address)
+        obj = desired.get(address)
+        provider = registry.get(address.kind)
+        if obj is None or provider is None:
+            continue
+        found.extend(
+            d
+            for d in provider.validate(ValidateRequest(address, obj.config, context))
+            if d.severity is Severity.WARNING
+        )
+    return found
+
+
 def plan_warnings(the_plan: Plan) -> list[Diagnostic]:
     """A warning naming the kinds the plan changes that no provider handles yet."""
     unsupported = sorted(

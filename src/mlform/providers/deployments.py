@@ -1,4 +1,4 @@
-"""Deployments on the local target: a router in front of one server per model version.
+"""Deployments: a router in front of one server per model version (local target).
 
 A deployment runs, as Pulumi-managed local processes (:mod:`mlform.pulumi_engine`):
 
@@ -16,6 +16,11 @@ runs); how traffic moves from the old version to the new one is the strategy's
 A rollout that its analysis aborts is recorded as *rejected*: traffic is back on the
 stable version, the step fails with the reasons, and the next plan stays quiet until
 the model or the deployment changes (Argo Rollouts' "aborted" state).
+
+On the ``kubernetes`` and ``render`` targets the same controller walks the same strategies
+through :class:`~mlform.providers.deployments_kubernetes.KubernetesRuntime`: Deployments
+per version behind one Service, traffic split by replica counts (that module's docstring
+holds the decisions: image, artifact store, what is refused).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mlform.addresses import Address, Kind
-from mlform.diagnostics import Diagnostic
+from mlform.diagnostics import Diagnostic, Severity
 from mlform.infra.model import InfraResource, Process, to_record
 from mlform.providers.base import (
     ApplyRequest,
@@ -38,6 +43,13 @@ from mlform.providers.base import (
     ProviderContext,
     StepFailed,
     ValidateRequest,
+)
+from mlform.providers.deployments_kubernetes import (
+    KUBERNETES_TARGETS,
+    KubernetesRuntime,
+    journal_entries,
+    kubernetes_problems,
+    manifests_for,
 )
 from mlform.providers.infrastructure import InfrastructureProvider, provision, require_local
 from mlform.rollout.analysis import Snapshot, scrape
@@ -67,15 +79,25 @@ class DeploymentProvider(InfrastructureProvider):
     kind = Kind.DEPLOYMENT
 
     def validate(self, request: ValidateRequest) -> tuple[Diagnostic, ...]:
+        if request.context.target in KUBERNETES_TARGETS:
+            return tuple(
+                kubernetes_problems(
+                    request.address, request.config, request.context, applying=False
+                )
+            )
         return ()
 
     def resources(
         self, address: Address, config: Mapping[str, Any], context: ProviderContext
     ) -> Sequence[InfraResource]:
-        """The router and the servers the rollout journal says are serving (offline)."""
+        """What the rollout journal says is serving (offline): the router and the servers
+        (local), or the Deployments, Service, HPA and PDB (kubernetes, render)."""
+        record = RolloutJournal(context.state_dir).load(str(address))
+        if context.target in KUBERNETES_TARGETS:
+            entries, phase = journal_entries(record, Strategy.from_config(config).type)
+            return manifests_for(address, config, context, entries, phase)
         if context.target != "local":
             return ()
-        record = RolloutJournal(context.state_dir).load(str(address))
         serving: tuple[Served, ...] = () if record is None else record.stable
         if record is not None and record.pending and record.canary is not None:
             serving = (*serving, record.canary)
@@ -91,13 +113,19 @@ class DeploymentProvider(InfrastructureProvider):
 
     def _deploy(self, request: ApplyRequest) -> ApplyResult:
         address, config, context = request.address, request.config, request.context
-        require_local(
-            address,
-            context,
-            "deployments",
-            "Serving and rollouts run on the local target (target.type: local).",
-        )
-        runtime = LocalRuntime(
+        if context.target in KUBERNETES_TARGETS:
+            problems = kubernetes_problems(address, config, context)
+            errors = [d for d in problems if d.severity is Severity.ERROR]
+            if errors:
+                raise StepFailed(errors[0])
+        else:
+            require_local(
+                address,
+                context,
+                "deployments",
+                "Serving and rollouts run on the local, kubernetes and render targets.",
+            )
+        runtime = _runtime(
             address, config, context, refresh=bool(request.prior_outputs.get("drift"))
         )
         controller = Controller(
@@ -120,7 +148,7 @@ class DeploymentProvider(InfrastructureProvider):
         request: str | None,
     ) -> ApplyResult:
         """``mlform rollout promote|abort`` when no apply is driving the rollout."""
-        runtime = LocalRuntime(address, config, context, refresh=False)
+        runtime = _runtime(address, config, context, refresh=False)
         controller = Controller(
             str(address), Strategy.from_config(config), RolloutJournal(context.state_dir), runtime
         )
@@ -135,7 +163,7 @@ class DeploymentProvider(InfrastructureProvider):
         why: str,
     ) -> ApplyResult:
         """A monitor's ``on_breach: rollback``: back to the version served before."""
-        runtime = LocalRuntime(address, config, context, refresh=False)
+        runtime = _runtime(address, config, context, refresh=False)
         controller = Controller(
             str(address), Strategy.from_config(config), RolloutJournal(context.state_dir), runtime
         )
@@ -152,8 +180,20 @@ class DeploymentProvider(InfrastructureProvider):
         return _result(address, record, runtime, aborted=True)
 
 
+def _runtime(
+    address: Address, config: Mapping[str, Any], context: ProviderContext, *, refresh: bool
+) -> LocalRuntime | KubernetesRuntime:
+    if context.target in KUBERNETES_TARGETS:
+        return KubernetesRuntime(address, config, context, refresh=refresh)
+    return LocalRuntime(address, config, context, refresh=refresh)
+
+
 def _result(
-    address: Address, record: RolloutRecord, runtime: LocalRuntime, *, aborted: bool
+    address: Address,
+    record: RolloutRecord,
+    runtime: LocalRuntime | KubernetesRuntime,
+    *,
+    aborted: bool,
 ) -> ApplyResult:
     outputs = runtime.outputs(record)
     if not aborted:

@@ -9,8 +9,18 @@ runs the scheduler (:mod:`mlform.monitoring.scheduler`) as a Pulumi-managed proc
 the monitor's config changes (its command carries the config's digest). Deleting the
 monitor stops it and removes the spec and rules; its history stays, like the state's.
 
-The Kubernetes target (a CronJob per monitor) arrives with that target; on other
-targets the step fails with a message saying so.
+On the ``kubernetes`` (and ``render``) target a monitor is a CronJob instead
+(:func:`mlform.infra.kubernetes.cron_job`): every ``schedule.every`` (rounded up to cron's
+grid; ``mlform validate`` warns when it is) a pod runs ``mlform monitor run NAME -s STACK``
+in the deployments' image (``image`` as for deployments: ``mlform/<project>:latest``,
+:mod:`mlform.providers.deployments_kubernetes`). No ``spec.json`` is written for it: the pod
+gets its config from the project inside that image (its working directory) and the stack
+name on its command line, as the CLI does anywhere. **Limitation**: the run reads the
+state, the registry and the prediction logs where that project's backend says, so the
+pods need a shared backend (``backend: postgresql``) and prediction logs they can reach;
+the servers' logs are in their pods' ``emptyDir`` today, so a monitor's pod finds no
+predictions yet, and its history stays in the pod. The alert rules file is written
+locally as on the local target.
 """
 
 from __future__ import annotations
@@ -25,7 +35,8 @@ from typing import Any
 
 from mlform.addresses import Address, Kind
 from mlform.diagnostics import Diagnostic
-from mlform.infra.model import InfraResource, Process
+from mlform.infra import kubernetes as k
+from mlform.infra.model import InfraResource, Manifest, Process
 from mlform.monitoring.job import MonitorJob, spec_path
 from mlform.providers.base import (
     ApplyRequest,
@@ -34,7 +45,9 @@ from mlform.providers.base import (
     DeleteResult,
     ProviderContext,
     StepFailed,
+    ValidateRequest,
 )
+from mlform.providers.deployments_kubernetes import KUBERNETES_TARGETS, kubernetes_settings
 from mlform.providers.infrastructure import InfrastructureProvider, require_local
 from mlform.spec.base import parse_duration
 
@@ -53,6 +66,8 @@ class MonitorProvider(InfrastructureProvider):
     def resources(
         self, address: Address, config: Mapping[str, Any], context: ProviderContext
     ) -> Sequence[InfraResource]:
+        if context.target in KUBERNETES_TARGETS:
+            return [_cron_job(address, config, context)]
         if context.target != "local":
             return ()
         state_dir = Path(context.state_dir).resolve()
@@ -76,6 +91,25 @@ class MonitorProvider(InfrastructureProvider):
             )
         ]
 
+    def validate(self, request: ValidateRequest) -> tuple[Diagnostic, ...]:
+        found = super().validate(request)
+        if found or request.context.target not in KUBERNETES_TARGETS:
+            return found
+        every = _every(request.config)
+        note = k.cron_schedule(every).note
+        if note is None:
+            return ()
+        key = f"monitors.{request.address.name}.schedule.every"
+        return (
+            Diagnostic.warning(
+                f"{key}: {note}",
+                "On Kubernetes a monitor is a CronJob; pick a period cron repeats evenly to "
+                "run exactly that often.",
+                address=str(request.address),
+                key=key,
+            ),
+        )
+
     def create(self, request: ApplyRequest) -> ApplyResult:
         return self._apply(request)
 
@@ -84,6 +118,8 @@ class MonitorProvider(InfrastructureProvider):
 
     def _apply(self, request: ApplyRequest) -> ApplyResult:
         address, config, context = request.address, request.config, request.context
+        if context.target in KUBERNETES_TARGETS:
+            return self._apply_cron_job(request)
         require_local(
             address,
             context,
@@ -106,6 +142,31 @@ class MonitorProvider(InfrastructureProvider):
                 "metrics": None if not live.get("url") else f"{live['url']}/metrics",
                 "rules_file": None if rules is None else str(rules),
                 "history": str(job.directory / "history.jsonl"),
+            }
+        )
+
+    def _apply_cron_job(self, request: ApplyRequest) -> ApplyResult:
+        address, config, context = request.address, request.config, request.context
+        deployment = request.upstream_outputs.get(f"deployment.{config['deployment']}") or {}
+        self._check_columns(address, config, deployment, context)
+        rules = _write_rules(address, config, context)
+        try:
+            result = self._provision(request)
+        except ValueError as exc:
+            raise StepFailed(
+                Diagnostic.error(str(exc), address=str(address), key=f"monitors.{address.name}")
+            ) from exc
+        cron = _cron_job(address, config, context)
+        return ApplyResult(
+            outputs={
+                **result.outputs,
+                "deployment": str(config["deployment"]),
+                "schedule": _every(config),
+                "cron_job": str(cron.body["metadata"]["name"]),
+                "cron_schedule": str(cron.body["spec"]["schedule"]),
+                "metrics": None,
+                "rules_file": None if rules is None else str(rules),
+                "history": None,  # in the CronJob's pods (module docstring)
             }
         )
 
@@ -203,6 +264,29 @@ def _write_rules(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, render_rules({f"mlform-{project}-{context.stack}": rules}))
     return path
+
+
+def _every(config: Mapping[str, Any]) -> str:
+    return str((config.get("schedule") or {}).get("every", "5m"))
+
+
+def _cron_job(address: Address, config: Mapping[str, Any], context: ProviderContext) -> Manifest:
+    """The monitor's CronJob (module docstring); ValueError naming the key on a bad config."""
+    every = _every(config)
+    try:
+        k.cron_schedule(every)
+    except ValueError as exc:
+        raise ValueError(f"monitors.{address.name}.schedule.every: {exc}") from exc
+    found = kubernetes_settings(config, context)
+    return k.cron_job(
+        address,
+        k.dns_name("monitor", address.name, limit=52),
+        every,
+        namespace=found.namespace,
+        project=found.project,
+        image=found.image,
+        command=("mlform", "monitor", "run", address.name, "-s", context.stack),
+    )
 
 
 def _digest(config: Mapping[str, Any]) -> str:
