@@ -28,13 +28,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlform.monitoring.history import MonitorRun, RunStatus
 from mlform.monitoring.job import MonitorJob
 from mlform.spec.base import parse_duration
+
+if TYPE_CHECKING:
+    from mlform.rollout.journal import RolloutRecord
 
 __all__ = ["MonitorError", "run_monitor", "serving_refs"]
 
@@ -57,13 +60,17 @@ class _Measured:
 
 def run_monitor(job: MonitorJob, *, now: float | None = None) -> MonitorRun:
     """Measure ``job``'s window now and judge it (never raises for the monitor's own errors)."""
+    from mlform.rollout.journal import RolloutJournal
+
     now = time.time() if now is None else now
-    serving = serving_refs(job.state_dir, job.deployment)
+    record = RolloutJournal(job.state_dir).load(f"deployment.{job.deployment}")
+    serving = serving_refs(record)
+    mirror = None if record is None or record.mirror is None else record.mirror.ref
     try:
         if job.type in ("data_drift", "prediction_drift"):
-            measured = _drift(job, serving, now)
+            measured = _drift(job, serving, mirror, now)
         elif job.type == "performance":
-            measured = _performance(job, now)
+            measured = _performance(job, mirror, now)
         elif job.type in ("latency", "error_rate"):
             measured = _traffic(job, now)
         else:
@@ -87,11 +94,8 @@ def run_monitor(job: MonitorJob, *, now: float | None = None) -> MonitorRun:
     )
 
 
-def serving_refs(state_dir: Path, deployment: str) -> list[str]:
+def serving_refs(record: RolloutRecord | None) -> list[str]:
     """The model versions the deployment's rollout journal says are serving now."""
-    from mlform.rollout.journal import RolloutJournal
-
-    record = RolloutJournal(state_dir).load(f"deployment.{deployment}")
     if record is None:
         return []
     refs = [s.ref for s in record.stable]
@@ -103,21 +107,15 @@ def serving_refs(state_dir: Path, deployment: str) -> list[str]:
 # -- drift ---------------------------------------------------------------------------
 
 
-def _drift(job: MonitorJob, serving: Sequence[str], now: float) -> _Measured:
+def _drift(job: MonitorJob, serving: Sequence[str], mirror: str | None, now: float) -> _Measured:
     from mlform.monitoring.drift import drift_report
-    from mlform.monitoring.window import WindowSpec, read_window
 
     if not serving:
         raise MonitorError(
             f"deployment.{job.deployment} serves no model version yet: apply it first"
         )
     reference = _reference_stats(job, serving[0])
-    window = _served_rows(
-        job,
-        read_window(
-            job.predictions_dir, WindowSpec.from_config(job.config.get("window") or {}), now=now
-        ),
-    )
+    window = _window(job, mirror, now)
     if window.rows == 0:
         return _Measured(RunStatus.NO_DATA, "no predictions logged in the window")
     config = job.config
@@ -155,14 +153,17 @@ def _drift(job: MonitorJob, serving: Sequence[str], now: float) -> _Measured:
     )
 
 
-def _served_rows(job: MonitorJob, window: Any) -> Any:
-    """The window without the shadow model's rows (copies of requests already counted)."""
-    from mlform.rollout.journal import RolloutJournal
+def _window(job: MonitorJob, mirror: str | None, now: float) -> Any:
+    """The monitor's window of logged predictions, without the shadow model's rows (copies
+    of requests already counted)."""
+    from mlform.monitoring.window import WindowSpec, read_window
 
-    record = RolloutJournal(job.state_dir).load(f"deployment.{job.deployment}")
-    if record is None or record.mirror is None or window.rows == 0:
+    window = read_window(
+        job.predictions_dir, WindowSpec.from_config(job.config.get("window") or {}), now=now
+    )
+    if mirror is None or window.rows == 0:
         return window
-    keep = np.asarray([ref != record.mirror.ref for ref in window.refs], dtype=bool)
+    keep = np.asarray([ref != mirror for ref in window.refs], dtype=bool)
     if keep.all():
         return window
     index = np.flatnonzero(keep)
@@ -246,7 +247,7 @@ def _class_name(value: Any, classes: Sequence[str]) -> str:
 # -- performance ---------------------------------------------------------------------
 
 
-def _performance(job: MonitorJob, now: float) -> _Measured:
+def _performance(job: MonitorJob, mirror: str | None, now: float) -> _Measured:
     from mlform.monitoring.labels import (
         Labels,
         LabelsError,
@@ -255,14 +256,8 @@ def _performance(job: MonitorJob, now: float) -> _Measured:
         labels_from_table,
     )
     from mlform.monitoring.performance import default_metric, higher_is_better, performance
-    from mlform.monitoring.window import WindowSpec, read_window
 
-    window = _served_rows(
-        job,
-        read_window(
-            job.predictions_dir, WindowSpec.from_config(job.config.get("window") or {}), now=now
-        ),
-    )
+    window = _window(job, mirror, now)
     if window.rows == 0:
         return _Measured(RunStatus.NO_DATA, "no predictions logged in the window")
     labels = labels_from_endpoint_logs(job.predictions_dir)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,12 @@ from mlform.providers.deployments_kubernetes import (
     kubernetes_problems,
     manifests_for,
 )
-from mlform.providers.infrastructure import InfrastructureProvider, provision, require_local
+from mlform.providers.infrastructure import (
+    InfrastructureProvider,
+    RuntimeBase,
+    provision,
+    require_local,
+)
 from mlform.rollout.analysis import Snapshot, scrape
 from mlform.rollout.controller import Controller, Wanted
 from mlform.rollout.journal import RolloutJournal, RolloutRecord, Served
@@ -359,7 +363,7 @@ def routes_file(state_dir: Path, deployment: str) -> Path:
     return Path(state_dir) / "deployments" / deployment / "routes.json"
 
 
-class LocalRuntime:
+class LocalRuntime(RuntimeBase):
     """The controller's effects on the local target: Pulumi for processes, HTTP for routes."""
 
     def __init__(
@@ -370,10 +374,7 @@ class LocalRuntime:
         *,
         refresh: bool,
     ) -> None:
-        self.address = address
-        self.config = config
-        self.context = context
-        self._refresh = refresh
+        super().__init__(address, config, context, refresh=refresh)
         self.resources: list[InfraResource] = []
         self.live: dict[str, dict[str, Any]] = {}
 
@@ -410,15 +411,6 @@ class LocalRuntime:
 
     def metrics(self, base_url: str) -> Snapshot:
         return scrape(f"{base_url}/metrics")
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def progress(self, message: str, fraction: float | None) -> None:
-        self.context.progress(message, fraction)
 
     def outputs(self, record: RolloutRecord) -> dict[str, Any]:
         name = self.address.name

@@ -34,7 +34,6 @@ Decisions (see :func:`kubernetes_settings`):
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ from mlform.diagnostics import Diagnostic
 from mlform.infra import kubernetes as k
 from mlform.infra.model import Manifest, to_record
 from mlform.providers.base import ProviderContext, StepFailed
-from mlform.providers.infrastructure import provision
+from mlform.providers.infrastructure import RuntimeBase, provision
 from mlform.rollout.analysis import AnalysisError, Snapshot
 from mlform.rollout.journal import RolloutJournal, RolloutRecord, Served
 from mlform.rollout.strategy import Strategy
@@ -199,7 +198,7 @@ def kubernetes_problems(
     return problems
 
 
-class KubernetesRuntime:
+class KubernetesRuntime(RuntimeBase):
     """The controller's effects on the kubernetes/render target (module docstring)."""
 
     def __init__(
@@ -210,10 +209,7 @@ class KubernetesRuntime:
         *,
         refresh: bool,
     ) -> None:
-        self.address = address
-        self.config = config
-        self.context = context
-        self._refresh = refresh
+        super().__init__(address, config, context, refresh=refresh)
         self.strategy = Strategy.from_config(config).type
         self.settings = kubernetes_settings(config, context)
         self.versions: tuple[Served, ...] = ()
@@ -250,15 +246,6 @@ class KubernetesRuntime:
             f"/metrics at {base_url} are inside the cluster); set "
             f"deployments.{self.address.name}.strategy.analysis.metrics to []"
         )
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def progress(self, message: str, fraction: float | None) -> None:
-        self.context.progress(message, fraction)
 
     # -- objects -----------------------------------------------------------------------
 

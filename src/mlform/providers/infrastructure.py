@@ -15,6 +15,7 @@ the engine to refresh before provisioning, so the dead resource is recreated.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -89,6 +90,33 @@ class InfrastructureProvider(ABC):
                 "live": live,
             }
         )
+
+
+class RuntimeBase:
+    """What every rollout runtime shares: its object, config and context, the real clock,
+    and progress reported as the step's (:class:`mlform.rollout.controller.Runtime`)."""
+
+    def __init__(
+        self,
+        address: Address,
+        config: Mapping[str, Any],
+        context: ProviderContext,
+        *,
+        refresh: bool,
+    ) -> None:
+        self.address = address
+        self.config = config
+        self.context = context
+        self._refresh = refresh  # the first provisioning refreshes first (drift found)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def progress(self, message: str, fraction: float | None) -> None:
+        self.context.progress(message, fraction)
 
 
 def provision(
