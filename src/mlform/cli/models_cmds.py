@@ -1,28 +1,37 @@
 """``mlform runs``, ``mlform models`` and ``mlform lineage``: the training runs, the model
 registry and the lineage records of a stack. Each has ``--json``; the library calls are in
 :mod:`mlform.registry.queries`. :func:`register_commands` adds them to the ``mlform`` app.
+
+``mlform models pull`` and ``push`` copy one version between a registry and an artifact
+store (:mod:`mlform.registry.transfer`); ``pull`` is what the model-pull init container of
+every serving pod on Kubernetes runs.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mlform.cli.base import Globals, StackOpt, _run
+from mlform.cli.base import Globals, StackOpt, _run, _usage
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from mlform.registry.queries import VersionDetails
     from mlform.registry.runs import RunRecord
+    from mlform.registry.transfer import StoreURI, Transfer
 
 __all__ = ["lineage", "models_app", "register_commands", "runs_app"]
 
 runs_app = typer.Typer(help="List, show and compare training runs.", no_args_is_help=True)
-models_app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Inspect the model registry; pull and push versions to artifact stores.",
+    no_args_is_help=True,
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Write JSON to stdout.")]
 
@@ -304,6 +313,123 @@ def _print_version(d: VersionDetails) -> None:
             console.print(
                 f"  {escape(m.time)}  {escape(m.alias)}: {before} -> {after}{escape(note)}"
             )
+
+
+# -- pull and push -------------------------------------------------------------------
+
+TransferRef = Annotated[
+    str,
+    typer.Argument(
+        metavar="REF",
+        help="The version: model.churn@v3 (or an alias, model.churn@champion, resolved in "
+        "the source).",
+    ),
+]
+
+
+def _store(uri: str, option: str) -> StoreURI:
+    """The parsed store URI; a malformed or unsupported one is a usage error (exit 2)."""
+    from mlform.registry.transfer import StoreURI, StoreURIError
+
+    try:
+        return StoreURI.parse(uri, option=option)
+    except StoreURIError as exc:
+        _usage(str(exc))
+
+
+def _report(transfer: Transfer, verb: str, as_json: bool) -> None:
+    from rich.markup import escape
+
+    from mlform.cli.console import out
+
+    if as_json:
+        _write_json(transfer.to_dict())
+        return
+    where = f"{escape(transfer.source)} -> {escape(transfer.destination)}"
+    if transfer.copied:
+        out().print(f"{verb} {escape(transfer.ref)} ({escape(transfer.digest)}): {where}")
+    else:
+        out().print(
+            f"{escape(transfer.ref)} ({escape(transfer.digest)}) is already in "
+            f"{escape(transfer.destination)}, verified; nothing copied"
+        )
+
+
+@models_app.command("pull")
+def models_pull(
+    ref: TransferRef,
+    from_store: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            metavar="STORE_URI",
+            help="The artifact store holding the version: file:///absolute/registry/dir.",
+        ),
+    ],
+    to_dir: Annotated[
+        Path,
+        typer.Option(
+            "--to",
+            metavar="DIR",
+            help="The registry to copy it into (created if missing), for "
+            "`mlform serve REF --registry DIR`.",
+        ),
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy a model version from an artifact store into a local registry, verified."""
+    from mlform.registry.transfer import copy_version
+
+    store = _store(from_store, "--from")
+    transfer = _run(
+        lambda: copy_version(store.path, ref, to_dir, source=store.uri, destination=str(to_dir))
+    )
+    _report(transfer, "Pulled", as_json)
+
+
+@models_app.command("push")
+def models_push(
+    ref: TransferRef,
+    to_store: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            metavar="STORE_URI",
+            help="The artifact store to publish to: file:///absolute/registry/dir.",
+        ),
+    ],
+    registry: Annotated[
+        Path | None,
+        typer.Option(
+            "--registry",
+            help="The registry to read (default: the registry of the stack (-s) of the "
+            "project (-C)).",
+        ),
+    ] = None,
+    stack: StackOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Publish a model version of the project's registry to an artifact store, verified."""
+    from mlform.registry.transfer import copy_version
+
+    store = _store(to_store, "--to")
+    if registry is not None and not registry.is_dir():
+        _usage(
+            f"--registry {registry}: no such directory; give the registry root of a stack "
+            "(<state dir>/registry, e.g. .mlform/stacks/dev/registry)"
+        )
+
+    def push() -> Transfer:
+        root = registry if registry is not None else _stack_registry(stack)
+        return copy_version(root, ref, store.path, source=str(root), destination=store.uri)
+
+    _report(_run(push), "Pushed", as_json)
+
+
+def _stack_registry(stack: str | None) -> Path:
+    from mlform import api, workspace
+
+    return workspace.state_dir(api.load(Globals.project, stack)) / "registry"
 
 
 # -- lineage -------------------------------------------------------------------------

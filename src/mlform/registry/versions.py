@@ -186,6 +186,11 @@ class ModelRegistry:
         finally:
             os.close(fd)
 
+    def write_lock(self) -> contextlib.AbstractContextManager[None]:
+        """The lock every writer of this registry holds (:mod:`mlform.registry.transfer`
+        copies versions in under it)."""
+        return self._locked()
+
     # -- paths -------------------------------------------------------------------------
 
     def _model_dir(self, address: str) -> Path:

@@ -76,7 +76,10 @@ def select_precision(requested: str, device: torch.device) -> Precision:
     return Precision(requested, requested, dtype)
 
 
-def hardware_info(device: torch.device, precision: Precision) -> dict[str, Any]:
+def hardware_info(
+    device: torch.device, precision: Precision, *, world_size: int = 1, backend: str | None = None
+) -> dict[str, Any]:
+    """What trained the model; ``world_size``/``backend`` of a data-parallel (torchrun) run."""
     info: dict[str, Any] = {
         "device": device.type,
         "cuda_device": None,
@@ -86,6 +89,8 @@ def hardware_info(device: torch.device, precision: Precision) -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
+        "world_size": world_size,
+        "distributed_backend": backend,
     }
     if device.type == "cuda":
         info["cuda_device"] = torch.cuda.get_device_name(device)

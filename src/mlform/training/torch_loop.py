@@ -4,6 +4,12 @@ Batches are contiguous slices of the training tensors shuffled once per epoch by
 ``torch.Generator`` (one gather per epoch instead of a ``DataLoader`` collating rows one by
 one; see ``benchmarks/training_overhead.py``). Per-batch losses stay on the device and are
 read once per epoch, so the loop never waits on the GPU inside an epoch.
+
+In a data-parallel run (``parallel``, see :mod:`mlform.training.distributed`) the module
+trains under ``DistributedDataParallel`` on this rank's share of each epoch's rows, and the
+epoch's training loss and the validation metrics are summed over the ranks, so every rank
+returns the same numbers. Evaluation runs the bare module on this rank's validation share
+(no collective inside the forward pass, whose count could differ between ranks).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import torch
 from torch import nn
 
 from mlform.training.device import Precision
+from mlform.training.distributed import DataParallel
 from mlform.training.losses import Objective
 
 __all__ = ["EarlyStopper", "Loop", "Tensors"]
@@ -42,9 +49,12 @@ class Loop:
         precision: Precision,
         batch_size: int,
         generator: torch.Generator,
+        parallel: DataParallel | None = None,
     ) -> None:
         self.module, self.optimizer, self.objective = module, optimizer, objective
-        self.batch_size, self.generator = batch_size, generator
+        self.batch_size, self.generator, self.parallel = batch_size, generator, parallel
+        # What the training step calls: the module itself, or its DDP wrapper.
+        self.trained = module if parallel is None else parallel.wrap(module)
         self.autocast = precision.autocast
         self.scaler = torch.amp.GradScaler("cuda") if precision.scaled else None
 
@@ -53,13 +63,18 @@ class Loop:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.autocast)
 
-    def train_epoch(self, data: Tensors) -> float:
-        """One pass over ``data`` in shuffled batches; the mean training loss."""
-        module, optimizer, objective = self.module, self.optimizer, self.objective
+    def train_epoch(self, data: Tensors, epoch: int = 0) -> float:
+        """One pass over ``data`` (this rank's share of it) in shuffled batches; the mean
+        training loss (over all ranks)."""
+        module, optimizer, objective = self.trained, self.optimizer, self.objective
         loss_fn, outputs, scaler = objective.loss, objective.outputs, self.scaler
         module.train()
         rows, size = data.x.shape[0], self.batch_size
-        order = torch.randperm(rows, generator=self.generator).to(data.x.device)
+        if self.parallel is None:
+            order = torch.randperm(rows, generator=self.generator).to(data.x.device)
+        else:
+            order = self.parallel.epoch_order(rows, epoch).to(data.x.device)
+            rows = int(order.shape[0])
         xs, ys = data.x.index_select(0, order), data.y.index_select(0, order)
         losses: list[torch.Tensor] = []
         for start in range(0, rows, size):
@@ -77,22 +92,49 @@ class Loop:
         per_batch = torch.stack(losses).float()
         full, rest = divmod(rows, size)
         total = per_batch[:full].sum() * size + (per_batch[full] * rest if rest else 0.0)
+        if self.parallel is not None:
+            summed, counted = self.parallel.sum([float(total), float(rows)])
+            return summed / counted
         return float(total) / rows
 
     def evaluate(self, data: Tensors) -> dict[str, float]:
         """Validation loss (and accuracy for classification) with the module in eval mode."""
-        self.module.eval()
-        chunks = []
-        with torch.inference_mode(), self._precision():
-            for start in range(0, data.x.shape[0], _EVAL_CHUNK):
-                raw = self.module(data.x[start : start + _EVAL_CHUNK])
-                chunks.append(self.objective.outputs(raw).float())
-        out = torch.cat(chunks)
+        if self.parallel is not None:
+            return self._evaluate_shared(data)
+        out = self._outputs(data.x)
         metrics = {"val_loss": float(self.objective.loss(out, data.y))}
         if data.ids is not None:
             correct = self.objective.predictions(out) == data.ids
             metrics["val_accuracy"] = float(correct.float().mean())
         return metrics
+
+    def _evaluate_shared(self, data: Tensors) -> dict[str, float]:
+        """:meth:`evaluate` over the validation shares of all ranks, weighted by rows."""
+        assert self.parallel is not None
+        share = self.parallel.validation_share(int(data.x.shape[0]))
+        x, y = data.x[share], data.y[share]
+        rows = int(x.shape[0])
+        loss_sum = correct = 0.0
+        if rows:
+            out = self._outputs(x)
+            loss_sum = float(self.objective.loss(out, y)) * rows
+            if data.ids is not None:
+                hits = self.objective.predictions(out) == data.ids[share]
+                correct = float(hits.float().sum())
+        loss_sum, correct, total = self.parallel.sum([loss_sum, correct, float(rows)])
+        metrics = {"val_loss": loss_sum / total}
+        if data.ids is not None:
+            metrics["val_accuracy"] = correct / total
+        return metrics
+
+    def _outputs(self, x: torch.Tensor) -> torch.Tensor:
+        self.module.eval()
+        chunks = []
+        with torch.inference_mode(), self._precision():
+            for start in range(0, x.shape[0], _EVAL_CHUNK):
+                raw = self.module(x[start : start + _EVAL_CHUNK])
+                chunks.append(self.objective.outputs(raw).float())
+        return torch.cat(chunks)
 
     def state(self) -> dict[str, Any]:
         state: dict[str, Any] = {

@@ -17,6 +17,11 @@
 * Every ``checkpoint_every`` epochs (default 1) ``checkpoint_dir/last.pt`` is written; a
   later run with the same spec and data resumes from it and ends where an uninterrupted run
   would (:mod:`mlform.training.checkpoints`). The checkpoint is removed on success.
+* Launched by ``torchrun`` with ``WORLD_SIZE`` > 1, the process is one rank of a
+  data-parallel run (:mod:`mlform.training.distributed`): ``trainer.batch_size`` is per
+  rank, metrics are averaged over the ranks, only rank 0 writes checkpoints, and only rank
+  0's :class:`TrainedModel` is ``primary`` (the others' ``save`` writes nothing).
+  Without ``WORLD_SIZE`` (or with 1) training is the single-process run described above.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +52,13 @@ from mlform.training.device import (
     seeded,
     select_device,
     select_precision,
+)
+from mlform.training.distributed import (
+    DataParallel,
+    DistributedError,
+    launch_from_env,
+    process_group,
+    rank_device,
 )
 from mlform.training.losses import LossChoiceError, Objective, select_objective
 from mlform.training.torch_artifact import TorchPredictor, load_torch, save_torch
@@ -99,26 +112,40 @@ def train_torch(
         precision = select_precision(trainer.precision, device)
     except DeviceError as error:
         raise fail("trainer.device", str(error), "Change trainer.device.") from error
+    try:
+        launch = launch_from_env()
+        device = rank_device(device, launch)
+    except DistributedError as error:
+        raise fail(None, str(error), _TORCHRUN_HELP) from error
     train_x, train_y, val_x, val_y = _split(data, trainer.seed, fail)
     mean, std = _standardization(train_x)
     train = _tensors(train_x, train_y, mean, std, objective, device, ids=False)
     val = _tensors(val_x, val_y, mean, std, objective, device, ids=objective.classification)
     trainer_doc = trainer.model_dump(by_alias=True, mode="json")
+    settings: dict[str, Any] = {"device": device.type, "precision": precision.used}
+    if launch is not None:  # a checkpoint resumes only under the same number of ranks
+        settings["world_size"] = launch.world_size
     fingerprint = checkpoints.fingerprint(
         {
             "module": module_block,
             "trainer": {k: v for k, v in trainer_doc.items() if k != "checkpoint_every"},
         },
         data,
-        {"device": device.type, "precision": precision.used},
+        settings,
     )
     in_features = train_x.shape[1]
-    with deterministic_mode(trainer.deterministic, device), seeded(trainer.seed, device):
-        module = _module(module_block, in_features, objective, device, fail)
-        run = _Run(trainer, module, objective, precision, device, fail, progress)
-        resumed = run.resume(checkpoint_dir, fingerprint)
-        run.fit(train, val, checkpoint_dir, fingerprint)
-    checkpoints.remove_checkpoint(checkpoint_dir)
+    with ExitStack() as joined:
+        try:
+            group = joined.enter_context(process_group(launch, device))
+        except DistributedError as error:
+            raise fail(None, str(error), _TORCHRUN_HELP) from error
+        parallel = None if group is None else DataParallel(group, trainer.seed)
+        with deterministic_mode(trainer.deterministic, device), seeded(trainer.seed, device):
+            module = _module(module_block, in_features, objective, device, fail)
+            run = _Run(trainer, module, objective, precision, device, fail, progress, parallel)
+            resumed = run.resume(checkpoint_dir, fingerprint)
+            run.fit(train, val, checkpoint_dir, fingerprint)
+        run.finish(checkpoint_dir)
     module = module.cpu().eval()
     meta = {
         "module": module_block,
@@ -133,7 +160,13 @@ def train_torch(
         "input_std": [float(v) for v in std],
         "torch": torch.__version__,
     }
-    hardware = hardware_info(device, precision)
+    primary = parallel is None or parallel.primary
+    hardware = hardware_info(
+        device,
+        precision,
+        world_size=1 if group is None else group.world_size,
+        backend=None if group is None else group.backend,
+    )
     return TrainedModel(
         framework="torch",
         predictor=TorchPredictor(module, objective, meta),
@@ -148,9 +181,22 @@ def train_torch(
         epochs=tuple(run.history),
         duration_s=time.perf_counter() - started,
         hardware=hardware,
-        save=lambda directory: save_torch(directory, module, meta),
+        save=(lambda directory: save_torch(directory, module, meta)) if primary else _no_files,
         resumed_from_epoch=resumed,
+        primary=primary,
     )
+
+
+_TORCHRUN_HELP = (
+    "Data-parallel training runs under torchrun, which sets WORLD_SIZE, RANK, LOCAL_RANK, "
+    "MASTER_ADDR and MASTER_PORT for every process (e.g. torchrun --standalone "
+    "--nproc-per-node=2 ...); unset WORLD_SIZE to train in a single process."
+)
+
+
+def _no_files(_directory: Path) -> list[Path]:
+    """The ``save`` of ranks other than 0: rank 0 writes the one artifact."""
+    return []
 
 
 class _Run:
@@ -165,9 +211,11 @@ class _Run:
         device: torch.device,
         fail: _Fail,
         progress: Progress,
+        parallel: DataParallel | None = None,
     ) -> None:
         self.trainer, self.module, self.device = trainer, module, device
-        self.fail, self.progress = fail, progress
+        self.fail, self.progress, self.parallel = fail, progress, parallel
+        self.primary = parallel is None or parallel.primary
         key = fail.field("trainer.optimizer")
         with user_code("building the optimizer", fail.address, key=key):
             optimizer = instantiate(_block(trainer.optimizer), module.parameters())
@@ -183,7 +231,9 @@ class _Run:
                 "Name a torch.optim optimizer (or a subclass) in _target_.",
             )
         generator = torch.Generator().manual_seed(trainer.seed)
-        self.loop = Loop(module, optimizer, objective, precision, trainer.batch_size, generator)
+        self.loop = Loop(
+            module, optimizer, objective, precision, trainer.batch_size, generator, parallel
+        )
         self.stopper = _stopper(trainer, objective, fail)
         self.history: list[EpochMetrics] = []
         self.first_epoch = 1
@@ -193,7 +243,9 @@ class _Run:
         return self.stopper.best_epoch if self.stopper and self.stopper.best_epoch else None
 
     def resume(self, directory: Path, fingerprint: str) -> int | None:
-        state = checkpoints.load_checkpoint(directory, fingerprint)
+        state = checkpoints.load_checkpoint(directory, fingerprint) if self.primary else None
+        if self.parallel is not None:  # every rank resumes from what rank 0 read
+            state = self.parallel.from_primary(state)
         if state is None:
             return None
         self.module.load_state_dict(state["module"])
@@ -219,13 +271,14 @@ class _Run:
         for epoch in range(self.first_epoch, self.epochs + 1):
             began = time.perf_counter()
             with user_code("training", address, key=key):
-                metrics = {"train_loss": self.loop.train_epoch(train), **self.loop.evaluate(val)}
+                train_loss = self.loop.train_epoch(train, epoch)
+                metrics = {"train_loss": train_loss, **self.loop.evaluate(val)}
                 self._schedule(metrics)
             self._check_finite(epoch, metrics)
             stop = self.stopper is not None and self.stopper.update(epoch, metrics, self.module)
             self.history.append(EpochMetrics(epoch, metrics, time.perf_counter() - began))
             if epoch % every == 0 and epoch < self.epochs and not stop:
-                checkpoints.save_checkpoint(directory, self._state(epoch, fingerprint))
+                self._checkpoint(directory, epoch, fingerprint)
             shown = " ".join(f"{name}={value:.4f}" for name, value in metrics.items())
             self.progress(f"epoch {epoch}/{self.epochs} {shown}", epoch / self.epochs)
             if stop:
@@ -233,6 +286,20 @@ class _Run:
                 break
         if self.stopper is not None and self.stopper.best_weights is not None:
             self.module.load_state_dict(self.stopper.best_weights)
+
+    def _checkpoint(self, directory: Path, epoch: int, fingerprint: str) -> None:
+        """Rank 0 writes the checkpoint; the other ranks wait until it is on disk."""
+        if self.primary:
+            checkpoints.save_checkpoint(directory, self._state(epoch, fingerprint))
+        if self.parallel is not None:
+            self.parallel.barrier()
+
+    def finish(self, directory: Path) -> None:
+        """Remove the checkpoint of a finished run (rank 0), all ranks done first."""
+        if self.parallel is not None:
+            self.parallel.barrier()
+        if self.primary:
+            checkpoints.remove_checkpoint(directory)
 
     def _schedule(self, metrics: Mapping[str, float]) -> None:
         if self.scheduler is None:

@@ -68,6 +68,9 @@ class TrainedModel:
     hardware: Mapping[str, Any]  # device, cuda name, precision, cpu count, torch/sklearn versions
     save: Callable[[Path], list[Path]]
     resumed_from_epoch: int | None = None  # set when an interrupted training was resumed
+    # False on the ranks other than 0 of a data-parallel (torchrun) run: they hold the same
+    # model, but only rank 0 writes and registers the artifact (their ``save`` writes nothing).
+    primary: bool = True
 
 
 def as_float32(x: Any) -> Array:
