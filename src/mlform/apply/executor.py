@@ -1,6 +1,7 @@
 """The apply executor: walk a plan's step graph on a bounded thread pool.
 
-Independent steps run in parallel (at most ``parallelism`` at once); a step starts
+Independent steps run in parallel (at most ``parallelism`` working at once; a step waiting
+for the infrastructure engine lends its slot, see :mod:`mlform.apply.slots`); a step starts
 when the steps it waits for (see :mod:`mlform.apply.graph`) have succeeded. A failed
 or unsupported step skips everything that transitively waits for it, and the other
 branches keep going. State is committed when each step starts and when it ends, so an
@@ -15,11 +16,12 @@ import heapq
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from mlform.apply.graph import StepGraph, build_step_graph
 from mlform.apply.outcome import ApplyOutcome, StepReport
+from mlform.apply.slots import Slots
 from mlform.apply.step import StepResult, run_step
 from mlform.events import (
     ApplyFinished,
@@ -40,6 +42,7 @@ from mlform.state.writer import StateWriter
 
 __all__ = ["ApplyOutcome", "StepReport", "execute"]
 
+_MAX_THREADS = 256
 _WHY = {"failed": "failed", "unsupported": "has no provider yet"}
 
 
@@ -68,31 +71,42 @@ def execute(
     digests = _upstream_digests(plan, writer)
     stop = should_stop or (lambda: False)
     fatal: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=max(parallelism, 1), thread_name_prefix="mlform") as pool:
+    slots = Slots(parallelism)
+    # Steps lend their slot while they wait for the engine (apply/slots.py), so more threads
+    # than slots may be alive at once: one per step at most.
+    workers = max(slots.limit, min(len(run.graph.steps), _MAX_THREADS))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlform") as pool:
         running: dict[Future[StepResult], tuple[ResourceChange, float]] = {}
         while True:
-            while run.ready and len(running) < max(parallelism, 1) and fatal is None:
+            while run.ready and fatal is None:
+                if not slots.try_acquire():
+                    break
                 if stop():
+                    slots.release()
                     run.outcome.interrupted = True
                     break
                 change = run.pop_ready()
-                if change is None:
-                    continue
-                provider = registry.get(change.kind)
-                if provider is None:
-                    run.finish(change, "unsupported", _unsupported_message(change.kind))
+                provider = None if change is None else registry.get(change.kind)
+                if change is None or provider is None:
+                    slots.release()
+                    if change is not None:
+                        run.finish(change, "unsupported", _unsupported_message(change.kind))
                     continue
                 run.emit(StepStarted(address=change.address, action=change.action.value))
-                step_context = dataclasses.replace(context, progress=run.progress_for(change))
+                step_context = dataclasses.replace(
+                    context, progress=run.progress_for(change), idle=slots.lend
+                )
                 future = pool.submit(
                     run_step, change, provider, writer, step_context, upstream_digests=digests
                 )
+                future.add_done_callback(lambda _f: slots.signal())
                 running[future] = (change, time.monotonic())
             if not running:
                 break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
+            slots.wait_for_change()
+            for future in [f for f in running if f.done()]:
                 change, began = running.pop(future)
+                slots.release()
                 try:
                     result = future.result()
                 except BaseException as exc:  # a state error: stop scheduling, re-raise below

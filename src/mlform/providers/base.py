@@ -12,6 +12,7 @@ the old object followed by a create.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -36,6 +37,9 @@ class ProviderContext:
     infrastructure: Provisioner | None = None
     # The redacted non-object sections (project, resources, policies, target, backend).
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # Around a wait that uses no machine (the infrastructure engine): the apply may start
+    # another step meanwhile (mlform.apply.slots). Outside an apply it does nothing.
+    idle: Callable[[], AbstractContextManager[None]] = nullcontext
 
     @property
     def artifact_dir(self) -> Path:

