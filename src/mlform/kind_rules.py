@@ -57,7 +57,8 @@ RULES: dict[Kind, KindRules] = {
     Kind.MODEL: KindRules(
         Kind.MODEL,
         local_fields=_COMMON_LOCAL
-        | {"card", "gates", "fairness", "metrics", "resources", "approvals"},
+        # where and how it trains (a Job, nodes, timeout) is not what it learns
+        | {"card", "gates", "fairness", "metrics", "resources", "approvals", "training"},
         replace_fields=frozenset({"framework"}),
         on_content_change=Action.RETRAIN,
         on_upstream_change=Action.RETRAIN,
@@ -65,7 +66,7 @@ RULES: dict[Kind, KindRules] = {
     Kind.DEPLOYMENT: KindRules(
         Kind.DEPLOYMENT,
         local_fields=_COMMON_LOCAL
-        | {"replicas", "resources", "autoscaling", "strategy", "target", "image", "port"},
+        | {"replicas", "resources", "autoscaling", "strategy", "target", "image", "port", "env"},
         replace_fields=frozenset({"target"}),
         on_content_change=Action.ROLLOUT,
         on_upstream_change=Action.ROLLOUT,

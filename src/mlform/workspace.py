@@ -129,7 +129,9 @@ def _provisioner(
         work_dir=state_dir(loaded) / "pulumi",
         project=loaded.project,
         stack=loaded.stack,
-        target=engine_target(target, loaded.project_dir),
+        target=engine_target(
+            target, loaded.project_dir, settings=loaded.settings, stack=loaded.stack
+        ),
         recorded=recorded_infrastructure(outputs),
     )
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -93,3 +93,17 @@ def kube_control_plane(
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def api(kube_control_plane: ControlPlane) -> Iterator[Any]:
+    """The official ``kubernetes`` client's ApiClient for the session's API server."""
+    from kubernetes import config
+
+    api_client = config.new_client_from_config(
+        config_file=str(kube_control_plane.kubeconfig), context=kube_control_plane.context
+    )
+    try:
+        yield api_client
+    finally:
+        api_client.close()

@@ -13,27 +13,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from support.kube_control_plane import ControlPlane
 
 pytestmark = pytest.mark.integration
 
 KUBERNETES_VERSION = "v1.37.2"  # scripts/build-kube-apiserver.sh's pin
 LABELS = {"app": "scorer", "mlform.dev/model": "scorer"}
 GPU = "nvidia.com/gpu"
-
-
-@pytest.fixture(scope="module")
-def api(kube_control_plane: ControlPlane) -> Iterator[client.ApiClient]:
-    """An API client configured from the fixture's kubeconfig and context."""
-    api_client = config.new_client_from_config(
-        config_file=str(kube_control_plane.kubeconfig), context=kube_control_plane.context
-    )
-    try:
-        yield api_client
-    finally:
-        api_client.close()
 
 
 @pytest.fixture

@@ -16,13 +16,12 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from example_project import copy_example, run_cli
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from support.kube_control_plane import ControlPlane
 
@@ -36,6 +35,7 @@ models:
   diagnosis:
     estimator:
       n_estimators: 40
+    training: {{where: local}}  # this test is about deployments (training Jobs: elsewhere)
 deployments:
   diagnosis-api:
     replicas: 4
@@ -68,17 +68,6 @@ def _ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     return result.stdout
-
-
-@pytest.fixture(scope="module")
-def api(kube_control_plane: ControlPlane) -> Iterator[client.ApiClient]:
-    api_client = config.new_client_from_config(
-        config_file=str(kube_control_plane.kubeconfig), context=kube_control_plane.context
-    )
-    try:
-        yield api_client
-    finally:
-        api_client.close()
 
 
 @pytest.fixture
@@ -208,6 +197,10 @@ def test_canary_on_kubernetes_walks_replicas_repairs_drift_and_destroys(
     assert {V1_NAME: 2, V2_NAME: 2} in splits, watcher.seen
     print("replicas seen during the canary:", watcher.seen)
     assert splits.index({V1_NAME: 3, V2_NAME: 1}) < splits.index({V1_NAME: 2, V2_NAME: 2})
+    # Each step scales the growing Deployment first: never fewer than 4 pods wanted, and
+    # the surge between 3/1 and 2/2 (3/2) is seen.
+    assert all(sum(split.values()) >= 4 for split in splits), watcher.seen
+    assert {V1_NAME: 3, V2_NAME: 2} in splits, watcher.seen
     assert _replicas(api, namespace) == ((V2_NAME, "stable", 4),)
     status = json.loads(_ok(run_cli(root, "rollout", "status", "-s", "e2e", "--json")))
     assert "model.diagnosis@v2" in json.dumps(status)

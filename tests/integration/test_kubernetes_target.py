@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from support.kube_control_plane import ControlPlane
 
@@ -198,17 +198,6 @@ def _trainer(namespace: str) -> list[Manifest]:
 def _collect_leaked_event_loops() -> Iterator[None]:
     yield
     gc.collect()  # the SDK's leaked event loops go now, under this module's filters
-
-
-@pytest.fixture(scope="module")
-def api(kube_control_plane: ControlPlane) -> Iterator[client.ApiClient]:
-    api_client = config.new_client_from_config(
-        config_file=str(kube_control_plane.kubeconfig), context=kube_control_plane.context
-    )
-    try:
-        yield api_client
-    finally:
-        api_client.close()
 
 
 _READERS: dict[tuple[str, str], tuple[type[Any], str]] = {

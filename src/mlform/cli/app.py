@@ -17,8 +17,9 @@ from typing import Annotated
 import typer
 
 from mlform import __version__
-from mlform.cli import apply_cmds, doctor_cmd, plan_cmds
+from mlform.cli import apply_cmds, doctor_cmd, fit_cmd, plan_cmds
 from mlform.cli.base import Globals, _exit, _run, _usage
+from mlform.cli.models_cmds import models_app
 from mlform.cli.models_cmds import register_commands as register_model_commands
 from mlform.cli.monitor_cmds import register_commands as register_monitor_commands
 from mlform.cli.policy_cmd import policy_app
@@ -93,6 +94,7 @@ for _command in (
 ):
     app.command()(_command)
 register_model_commands(app)  # runs, models, lineage
+fit_cmd.register_commands(models_app)  # models fit (what a training Job runs)
 register_rollout_commands(app)  # rollout status|promote|abort
 register_serve_commands(app)  # serve
 register_monitor_commands(app)  # monitor run|status|history

@@ -22,6 +22,7 @@ from an mlform duration (:func:`cron_schedule` says how it is rounded to cron's 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,7 @@ from typing import Any, Literal, Protocol
 
 from mlform.addresses import Address
 from mlform.infra.model import Manifest
+from mlform.secrets import is_sensitive
 
 MANAGED_BY = "mlform"
 ADDRESS_KEY = "mlform.dev/address"
@@ -1065,6 +1067,7 @@ def cron_job(
 TRACK_KEY = "mlform.dev/track"
 VERSION_KEY = "mlform.dev/version"
 MODEL_REF_KEY = "mlform.dev/model-ref"
+ENV_DIGEST_KEY = "mlform.dev/env-digest"
 MODELS_DIR = "/models"
 REGISTRY_DIR = "/models/registry"
 PREDICTIONS_DIR = "/var/lib/mlform/predictions"
@@ -1237,6 +1240,25 @@ def _instance_selector(owner: Address, instance: str, project: str) -> dict[str,
     }
 
 
+def artifact_store_volume(
+    store: str, name: str = "artifact-store"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The volumes and mounts a pod needs to reach ``store`` (``([], [])`` for remote stores).
+
+    A ``file://`` store is a directory on the node: it is mounted with a ``hostPath`` volume
+    at the same path, so the URI means the same inside the pod (a single-node cluster, or a
+    kind node with the directory as an extra mount, or a shared filesystem mounted on every
+    node). Remote stores (``s3://``, ``gs://``, ``az://``, ``http(s)://``) need no volume.
+    """
+    if not store.startswith("file://"):
+        return [], []
+    path = store[len("file://") :]
+    if not path.startswith("/"):
+        raise ValueError(f"artifact_store {store!r}: a file:// store needs an absolute path")
+    volume = {"hostPath": {"path": path, "type": "DirectoryOrCreate"}, "name": name}
+    return [volume], [{"mountPath": path, "name": name}]
+
+
 def _model_deployment(
     owner: Address,
     name: str,
@@ -1256,6 +1278,8 @@ def _model_deployment(
     artifact_secret: str | None,
     strategy: Mapping[str, Any] | None,
     key: str | None,
+    env_from: Sequence[Mapping[str, Any]] = (),
+    env_digest: str | None = None,
 ) -> Manifest:
     version = _label_value(upstream)
     scrape = {
@@ -1266,6 +1290,8 @@ def _model_deployment(
     annotations: dict[str, str] = {MODEL_REF_KEY: ref}
     if profile.gpu_type:
         annotations["mlform.dev/gpu-type"] = profile.gpu_type
+    if env_digest is not None:  # a changed env rolls the pods (envFrom is read at start)
+        annotations[ENV_DIGEST_KEY] = env_digest
     deployment_meta = _metadata(
         owner,
         name,
@@ -1303,11 +1329,15 @@ def _model_deployment(
     pull["resources"] = Resources(
         cpu=profile.resources.cpu, memory=profile.resources.memory
     ).as_kubernetes()
-    pull["volumeMounts"] = [{"mountPath": MODELS_DIR, "name": "models"}]
+    store_volumes, store_mounts = artifact_store_volume(artifact_store)
+    pull["volumeMounts"] = [
+        {"mountPath": MODELS_DIR, "name": "models"},
+        *({**mount, "readOnly": True} for mount in store_mounts),
+    ]
     serve = ["mlform", "serve", ref, "--registry", REGISTRY_DIR, "--name", owner.name]
     serve += ["--host", "0.0.0.0", "--port", str(port)]
     mounts = [{"mountPath": MODELS_DIR, "name": "models", "readOnly": True}]
-    volumes: list[dict[str, Any]] = [{"emptyDir": {}, "name": "models"}]
+    volumes: list[dict[str, Any]] = [{"emptyDir": {}, "name": "models"}, *store_volumes]
     if prediction_log:
         serve += ["--prediction-log", PREDICTIONS_DIR]
         mounts.append({"mountPath": PREDICTIONS_DIR, "name": "predictions"})
@@ -1316,6 +1346,7 @@ def _model_deployment(
         "name": "server",
         "image": image,
         "command": serve,
+        **({"envFrom": [dict(source) for source in env_from]} if env_from else {}),
         "lifecycle": {"preStop": {"sleep": {"seconds": _PRE_STOP_S}}},
         "livenessProbe": _probe("/v2/health/live", initial_delay_s=0, period_s=10),
         "ports": [{"containerPort": port, "name": PORT_NAME, "protocol": "TCP"}],
@@ -1389,6 +1420,10 @@ def model_deployment_objects(
       ``max(replicas, min_replicas)``.
     * a PodDisruptionBudget ``<app>`` with ``minAvailable: 1`` over all its pods when the
       total is more than 1 (with a single replica it would block every node drain).
+    * with ``env``: a ConfigMap ``<app>-env`` of its plain values and a Secret
+      ``<app>-env`` of the values holding ``${secret:}`` tokens (kept as tokens here:
+      :func:`_server_env`), both the server container's ``envFrom``; the pods carry
+      ``mlform.dev/env-digest`` so that a changed value rolls them.
 
     Blue-green ``phase`` (two served versions): ``progressing``: the new version runs
     ``preview_replicas`` pods behind the preview Service; ``promoting``: it is scaled to
@@ -1415,13 +1450,15 @@ def model_deployment_objects(
     ``model-pull`` (same image, same CPU and memory, no GPU) runs
     ``mlform models pull <ref> --from <artifact_store> --to /models/registry`` into an
     ``emptyDir`` mounted at ``/models`` (read-only in the server). ``artifact_store`` is a
-    URI (``s3://``, ``gs://``, ``az://``, ``http(s)://``, ``file://`` for a mounted
-    volume) of a registry laid out as a stack's ``<state dir>/registry``; the pull writes a
-    registry holding that version only: ``models/model.<name>/v<N>/`` (``version.json``
-    last, as its commit, with the card and reference statistics) and the artifact under
-    ``artifacts/sha256/<hex>/``, verified against the version's digest, and exits non-zero
-    on any mismatch (the pod then never starts serving). Credentials come from the
-    Secret ``artifact_secret`` (all its keys as environment variables of the init
+    URI (``s3://``, ``gs://``, ``az://``, ``http(s)://``, ``file://``: a directory on the
+    node, mounted read-only into the init container at the same path by
+    :func:`artifact_store_volume`) of a registry laid out as a stack's
+    ``<state dir>/registry``; the pull writes a registry holding that version only:
+    ``models/model.<name>/v<N>/`` (``version.json`` last, as its commit, with the card
+    and reference statistics) and the artifact under ``artifacts/sha256/<hex>/``,
+    verified against the version's digest, and exits non-zero on any mismatch (the pod
+    then never starts serving). Credentials come from the Secret ``artifact_secret``
+    (all its keys as environment variables of the init
     container only, e.g. ``AWS_ACCESS_KEY_ID``).
     """
     entries = _served_entries(owner, served)
@@ -1465,6 +1502,9 @@ def model_deployment_objects(
         total = max(total, int(autoscaling.get("min_replicas", 1)))
     logging_on = bool((config.get("prediction_log") or {}).get("enabled", True))
     app = dns_name(owner.name)
+    env_objects, env_from, env_digest = _server_env(
+        owner, dict(config.get("env") or {}), namespace=namespace, project=project
+    )
 
     def deployment(
         upstream: str, ref: str, track: Track, replicas: int | None, native: bool = False
@@ -1491,6 +1531,8 @@ def model_deployment_objects(
             artifact_secret=artifact_secret,
             strategy=rollout,
             key=None if native else dns_name(upstream, limit=52),
+            env_from=env_from,
+            env_digest=env_digest,
         )
 
     def scaled(count: int) -> int | None:
@@ -1572,7 +1614,34 @@ def model_deployment_objects(
                 project=project,
             )
         )
-    return objects
+    return objects + env_objects
+
+
+def _server_env(
+    owner: Address, env: Mapping[str, str], *, namespace: str, project: str
+) -> tuple[list[Manifest], list[dict[str, Any]], str | None]:
+    """The ConfigMap and Secret ``<app>-env`` of a deployment's ``env``, the server's
+    ``envFrom`` of them and a digest of ``env`` for the pods' annotation (None: no env).
+
+    Values holding a ``${secret:}`` token go into the Secret, still as tokens: the engine's
+    program reveals them (:mod:`mlform.pulumi_engine.program_kubernetes`). The digest is
+    over the tokens, so it says that a secret changed without saying anything about it.
+    """
+    if not env:
+        return [], [], None
+    name = dns_name(owner.name, "env")
+    plain = {key: value for key, value in env.items() if not is_sensitive(value)}
+    hidden = {key: value for key, value in env.items() if is_sensitive(value)}
+    objects: list[Manifest] = []
+    sources: list[dict[str, Any]] = []
+    if plain:
+        objects.append(config_map(owner, name, namespace, plain, project=project, key="env"))
+        sources.append({"configMapRef": {"name": name}})
+    if hidden:
+        objects.append(secret(owner, name, hidden, namespace=namespace, project=project, key="env"))
+        sources.append({"secretRef": {"name": name}})
+    text = json.dumps(dict(env), sort_keys=True, separators=(",", ":"))
+    return objects, sources, hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def pulumi_type(manifest: Manifest) -> str:

@@ -16,6 +16,7 @@ from mlform.desired.model import DesiredObject
 from mlform.kind_rules import KindRules
 from mlform.plan.fields import diff_fields, top_level_changes
 from mlform.plan.model import Action, Reason, ReasonKind
+from mlform.spec.defaults import added_at_default
 from mlform.state.model import ObjectStatus, RecordedObject
 
 __all__ = [
@@ -118,10 +119,14 @@ def detect_config(
     old_fp = recorded.fingerprints.get("config")
     if old_fp is not None and old_fp == new_fp:
         return None
-    top = top_level_changes(recorded.config, desired.config)
+    old, new = dict(recorded.config), dict(desired.config)
+    added = {k for k in set(new) - set(old) if added_at_default(rules.kind, k, old, new)}
+    top = top_level_changes(old, new) - added  # keys a newer mlform added, at their default
     if not top:
         return None
-    fields = diff_fields(recorded.config, desired.config)
+    fields = tuple(
+        f for f in diff_fields(old, new) if f.path.split(".", 1)[0].split("[", 1)[0] not in added
+    )
     paths = _names([f.path for f in fields] or sorted(top))
     replacing = sorted(top & rules.replace_fields)
     if replacing:

@@ -8,7 +8,8 @@ A deployment runs, as Pulumi-managed local processes (:mod:`mlform.pulumi_engine
 - ``server-<model>-v<N>``: ``mlform serve`` for each model version the deployment
   serves right now (one; two during a canary or a blue-green preview; every variant
   of an A/B test; the shadow model), each on a free port, ``replicas`` worker processes,
-  logging predictions to ``<state dir>/predictions/<name>/<model>-v<N>/``.
+  logging predictions to ``<state dir>/predictions/<name>/<model>-v<N>/``, with the
+  deployment's ``env`` in their environment (``${secret:}`` values revealed by the engine).
 
 The versions come from the model registry (``model@alias``, resolved when the step
 runs); how traffic moves from the old version to the new one is the strategy's
@@ -341,6 +342,9 @@ def _resources(
                 "--project-dir",
                 str(project_dir),
             ),
+            # ${secret:} values stay tokens here (and in state); the engine's program
+            # reveals them into the process's environment (pulumi_engine.program_local).
+            env=dict(config.get("env") or {}),
             health_path="/v2/health/ready",
             cwd=str(project_dir),
             startup_timeout_s=deadline,

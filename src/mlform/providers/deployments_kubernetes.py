@@ -23,16 +23,25 @@ Decisions (see :func:`kubernetes_settings`):
 - **image**: the deployment's ``image``, else ``DEFAULT_IMAGE`` (``mlform/<project>:latest``,
   an image the user builds from the project with mlform installed: the model-pull init
   container and the server both run ``mlform``, in the project's directory).
-- **artifact store**: ``file://<state dir>/registry``: the stack's own registry, so the
-  cluster's pods must see that path (a volume mounted at the same place, as a single-node
-  or kind cluster can). There is no config key for a remote store (``s3://``...) yet.
-- **namespace**: ``target.namespace`` (``default``; ``default`` on the render target).
+- **artifact store**: ``target.artifact_store`` (a URI: ``s3://``, ``gs://``, ``az://``,
+  ``http(s)://``, ``file://``), by default ``file://<state dir>/registry``: the stack's own
+  registry. A ``file://`` store is mounted into the model-pull init container from the
+  node (``hostPath`` at the same path), so the nodes must see that directory (a
+  single-node or kind cluster, a shared filesystem). ``target.artifact_secret`` names an
+  existing Secret whose keys become that init container's environment (credentials).
+- **namespace**: ``target.namespace``, else the stack's own ``<project>-<stack>``, which
+  the stack's program creates (:mod:`mlform.infra.kubernetes_stack`); ``default`` on the
+  render target.
+- **env**: the deployment's ``env`` as a ConfigMap and a Secret (``${secret:}`` values)
+  that the servers take with ``envFrom`` (:func:`mlform.infra.kubernetes.model_deployment_objects`).
 - **ab_test** and **shadow** need a router in front of the versions: refused on these
   targets (an error naming ``deployments.NAME.strategy.type``).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,12 +51,14 @@ from typing import Any
 from mlform.addresses import Address
 from mlform.diagnostics import Diagnostic
 from mlform.infra import kubernetes as k
+from mlform.infra.kubernetes_stack import stack_namespace
 from mlform.infra.model import Manifest, to_record
 from mlform.providers.base import ProviderContext, StepFailed
 from mlform.providers.infrastructure import RuntimeBase, provision
 from mlform.rollout.analysis import AnalysisError, Snapshot
 from mlform.rollout.journal import RolloutJournal, RolloutRecord, Served
 from mlform.rollout.strategy import Strategy
+from mlform.secrets import is_sensitive
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -72,19 +83,24 @@ class KubernetesSettings:
     namespace: str
     image: str
     artifact_store: str
+    artifact_secret: str | None = None
 
 
 def kubernetes_settings(config: Mapping[str, Any], context: ProviderContext) -> KubernetesSettings:
-    """Project, namespace, image and artifact store of a deployment (module docstring)."""
+    """Project, namespace, image and artifact store of an object on the kubernetes and
+    render targets (module docstring): the same for deployments, monitors and training."""
     settings = context.settings
     project = str((settings.get("project") or {}).get("name", "mlform"))
     target = settings.get("target") or {}
-    namespace = "default"
-    if context.target == "kubernetes":
-        namespace = str(target.get("namespace") or "default")
+    namespace = stack_namespace(
+        {**settings, "target": {**target, "type": context.target}}, context.stack
+    ).name
     image = str(config.get("image") or DEFAULT_IMAGE.format(project=k.dns_name(project)))
-    registry = Path(context.state_dir).resolve() / "registry"
-    return KubernetesSettings(project, namespace, image, f"file://{registry}")
+    store = target.get("artifact_store")
+    if not store:
+        store = f"file://{Path(context.state_dir).resolve() / 'registry'}"
+    secret = target.get("artifact_secret")
+    return KubernetesSettings(project, namespace, image, str(store), secret and str(secret))
 
 
 def manifests_for(
@@ -107,6 +123,7 @@ def manifests_for(
         served=served,
         artifact_store=found.artifact_store,
         phase=phase,
+        artifact_secret=found.artifact_secret,
     )
 
 
@@ -163,6 +180,18 @@ def kubernetes_problems(
                 "walks its steps on their pauses), or deploy to target: local.",
                 address=str(address),
                 key=f"{where}.strategy.analysis.metrics",
+            )
+        )
+    hidden = sorted(key for key, value in (config.get("env") or {}).items() if is_sensitive(value))
+    if hidden and context.target == "render":
+        problems.append(
+            Diagnostic.warning(
+                f"{where}.env: the rendered Secret holds the clear value of {', '.join(hidden)}",
+                "The render target writes Secrets as files (base64 is an encoding, not "
+                "encryption). Treat the rendered directory as secret, or keep these values "
+                "out of it (for example with an external-secrets operator).",
+                address=str(address),
+                key=f"{where}.env.{hidden[0]}",
             )
         )
     total = int(config.get("replicas", 1) or 0)
@@ -301,6 +330,14 @@ class KubernetesRuntime(RuntimeBase):
                     key=f"deployments.{self.address.name}",
                 )
             ) from exc
+        if wanted == self.resources and not self._refresh:
+            self.phase = phase  # the same objects: nothing to ask the engine
+            return
+        surge = _surge(self.resources, wanted)
+        if surge is not None:  # first up, then down: never fewer pods than before
+            self.progress(_describe(surge) + " (scaling up first)", None)
+            provision(self.context, self.address, surge, refresh=self._refresh)
+            self._refresh = False
         self.progress(_describe(wanted), None)
         live = provision(self.context, self.address, wanted, refresh=self._refresh)
         self._refresh = False
@@ -335,6 +372,41 @@ class KubernetesRuntime(RuntimeBase):
                 "retention": str(log.get("retention", "7d")),
             },
         }
+
+
+def _surge(current: Sequence[Manifest], wanted: Sequence[Manifest]) -> list[Manifest] | None:
+    """``wanted`` with no Deployment below its current replicas, when a step moves pods from
+    one Deployment to another (a canary step: stable 3 -> 2, canary 1 -> 2); else None.
+
+    Scaling both at once would leave the Service with fewer ready pods until the new ones
+    start; provisioning this first (the engine waits for the new pods to be ready on a real
+    cluster) and ``wanted`` after keeps the capacity, like a Deployment's ``maxSurge``.
+    """
+    before = {
+        str(m.body["metadata"]["name"]): m.body["spec"].get("replicas")
+        for m in current
+        if m.body["kind"] == "Deployment"
+    }
+    grows = shrinks = False
+    surged: list[Manifest] = []
+    for manifest in wanted:
+        if manifest.body["kind"] != "Deployment":  # ConfigMaps and Secrets have no spec
+            surged.append(manifest)
+            continue
+        name = str(manifest.body["metadata"]["name"])
+        new, old = manifest.body["spec"].get("replicas"), before.get(name)
+        if new is None or old is None or new == old:
+            surged.append(manifest)
+            continue
+        if new > old:
+            grows = True
+            surged.append(manifest)
+            continue
+        shrinks = True
+        body = copy.deepcopy(dict(manifest.body))
+        body["spec"]["replicas"] = old
+        surged.append(dataclasses.replace(manifest, body=body))
+    return surged if grows and shrinks else None
 
 
 def _describe(manifests: Sequence[Manifest]) -> str:

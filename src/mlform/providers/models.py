@@ -5,6 +5,9 @@ outputs), trains with the framework's trainer behind the user-code boundary, eva
 on the held-out test split, checks the gates (thresholds, ``must_beat_champion``) and the
 fairness rule, stores the artifact content-addressed and registers a version
 (``model.churn@v3``) with its card, reference statistics, run record and lineage record.
+On the kubernetes target the training itself runs as a Job
+(:mod:`mlform.providers.models_cluster`, ``models.NAME.training``); evaluation, gates and
+registration are the same wherever the model trained.
 An accepted candidate becomes the ``champion``; a rejected one is recorded with its
 reasons and the step reports ``rejected``, so nothing downstream changes. An ``update``
 (only local fields such as the card changed) re-renders the current version's card
@@ -47,13 +50,20 @@ from mlform.providers.base import (
     StepFailed,
     ValidateRequest,
 )
+from mlform.providers.models_cluster import (
+    ClusterRun,
+    remove_training_job,
+    train_in_cluster,
+    training_problems,
+    trains_in_cluster,
+)
 
 
 class ModelProvider:
     kind = Kind.MODEL
 
     def validate(self, request: ValidateRequest) -> tuple[Diagnostic, ...]:
-        return ()
+        return tuple(training_problems(request.address, request.config, request.context))
 
     def read(self, request: ReadRequest) -> ReadResult:
         digest = request.outputs.get("digest")
@@ -88,6 +98,7 @@ class ModelProvider:
         address = str(request.address)
         for alias in list(registry.aliases(address)):
             registry.remove_alias(address, alias)
+        remove_training_job(request)
         return DeleteResult()
 
     # -- steps ---------------------------------------------------------------------
@@ -111,11 +122,15 @@ class ModelProvider:
         run_id, started, clock = new_run_id(), now_rfc3339(), time.monotonic()
         context.progress("loading the feature set", 0.0)
         data = _load(features, config, address)
+        cluster: ClusterRun | None = None
         with _importable(context.project_dir):
-            if reuse is None:
-                trained = _fit(config, data, address, context, request.fingerprints)
-            else:
+            if reuse is not None:
                 trained = _reload(config, reuse, request.prior_outputs, context)
+            elif trains_in_cluster(config, context.target):
+                cluster = train_in_cluster(request, run_id)  # a Job (models_cluster)
+                trained = cluster.trained
+            else:
+                trained = _fit(config, data, address, context, request.fingerprints)
         context.progress("evaluating", 0.9)
         outcome = _evaluate(config, data, trained, address, context)
         if reuse is None:
@@ -124,6 +139,10 @@ class ModelProvider:
                 digest = outcome.registry.artifacts.put_dir(Path(tmp))
         else:
             digest = reuse
+        if cluster is not None:
+            cluster.discard()
+        # The training Job is the model's infrastructure: recorded with every outcome.
+        infrastructure = cluster.outputs() if cluster is not None else _carried(request)
         version = _register(request, data, trained, outcome, digest, run_id)
         outcome.runs.save(
             RunRecord(
@@ -146,10 +165,10 @@ class ModelProvider:
         if outcome.accepted:
             outcome.registry.set_alias(str(address), "champion", version.version)
             context.progress(f"registered {version.ref} (champion)", 1.0)
-            return ApplyResult(outputs=outputs)
+            return ApplyResult(outputs={**outputs, **infrastructure})
         reasons = "; ".join(version.reasons) or "it failed its gates"
         return ApplyResult(
-            outputs={**request.prior_outputs, "last_rejected": outputs},
+            outputs={**request.prior_outputs, "last_rejected": outputs, **infrastructure},
             status="rejected",
             diagnostics=(
                 Diagnostic.error(
@@ -161,6 +180,15 @@ class ModelProvider:
                 ),
             ),
         )
+
+
+def _carried(request: ApplyRequest) -> dict[str, Any]:
+    """A model trained here keeps the record of its last training Job, if it had one."""
+    return {
+        key: request.prior_outputs[key]
+        for key in ("training", "infrastructure", "live")
+        if key in request.prior_outputs
+    }
 
 
 _PATH_LOCK = threading.Lock()

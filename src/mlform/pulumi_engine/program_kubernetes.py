@@ -17,8 +17,17 @@ become ``apiextensions.CustomResource``.
   (the SDK's typed ``core.v1.Secret`` marks them; a Secret must not go through the
   ``CustomResource`` fallback, which would not).
 - ``kubernetes``: kubeconfig and context come from the target (default: the ambient
-  kubeconfig); server-side apply is the provider's default. ``target.namespace`` is the
-  default namespace of objects that name none.
+  kubeconfig); server-side apply is the provider's default. ``target.namespace`` (the
+  stack's namespace) is the default namespace of objects that name none. The target's
+  ``stack_objects`` (the stack's own Namespace, the team's GPU ResourceQuota:
+  :mod:`mlform.infra.kubernetes_stack`) are declared whenever any manifest is, under
+  their own logical names (``stack/...``, no owner), so they go with the stack's last object.
+
+Secrets: the manifests mlform records hold ``${secret:}`` redaction tokens; the program's
+copy of a v1 Secret has them revealed (:func:`revealed`, with ``target.reveal``) in its
+``stringData``/``data`` only. The typed ``core.v1.Secret`` makes those secret values, so
+Pulumi's state holds them encrypted and the API server gets the clear values. A changed
+secret value changes its token's HMAC, hence the manifest, hence the object.
 
 Objects in a namespace that the same program creates depend on that Namespace. With
 ``target.skip_await`` every object gets the ``pulumi.com/skipAwait: "true"`` annotation.
@@ -41,6 +50,7 @@ API server in tests/integration/test_kubernetes_target.py):
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +62,7 @@ from pulumi.runtime import rpc
 
 from mlform.infra.model import Manifest
 from mlform.pulumi_engine.target import EngineTarget
+from mlform.secrets import is_sensitive
 
 PROVIDER_NAME = "mlform-kubernetes"
 SKIP_AWAIT = "pulumi.com/skipAwait"
@@ -99,26 +110,29 @@ def make_provider(target: EngineTarget) -> k8s.Provider:
     raise ValueError(f"the {target.type} target does not take Kubernetes manifests")
 
 
-def _check_unique(manifests: Sequence[Manifest]) -> None:
+def _check_unique(
+    manifests: Sequence[Manifest], stack_objects: Mapping[str, Mapping[str, Any]] | None = None
+) -> None:
     seen_names: set[str] = set()
     seen_objects: dict[tuple[str, str, str, str], str] = {}
-    for manifest in manifests:
-        if manifest.logical_name in seen_names:
-            raise ValueError(f"two manifests are named {manifest.logical_name}")
-        seen_names.add(manifest.logical_name)
-        meta = manifest.body["metadata"]
+    named = [(m.logical_name, m.body) for m in manifests]
+    for logical_name, body in [*(stack_objects or {}).items(), *named]:
+        if logical_name in seen_names:
+            raise ValueError(f"two manifests are named {logical_name}")
+        seen_names.add(logical_name)
+        meta = body["metadata"]
         identity = (
-            str(manifest.body["apiVersion"]),
-            str(manifest.body["kind"]),
+            str(body["apiVersion"]),
+            str(body["kind"]),
             str(meta.get("namespace", "")),
             str(meta.get("name", "")),
         )
         if identity in seen_objects:
             raise ValueError(
-                f"{manifest.logical_name} and {seen_objects[identity]} declare the same "
+                f"{logical_name} and {seen_objects[identity]} declare the same "
                 f"Kubernetes object ({'/'.join(p for p in identity if p)})"
             )
-        seen_objects[identity] = manifest.logical_name
+        seen_objects[identity] = logical_name
 
 
 def _is_namespace(manifest: Manifest) -> bool:
@@ -149,11 +163,30 @@ def declare_manifest(
 
     ``annotations`` are added to the object's own (``skip_await`` adds ``SKIP_AWAIT``).
     """
-    body = manifest.inputs()  # a deep copy with sorted keys: deterministic and ours to edit
+    return declare_object(
+        manifest.logical_name,
+        manifest.inputs(),  # a deep copy with sorted keys: deterministic and ours to edit
+        provider,
+        depends_on=depends_on,
+        skip_await=skip_await,
+        annotations=annotations,
+    )
+
+
+def declare_object(
+    logical_name: str,
+    body: dict[str, Any],
+    provider: k8s.Provider,
+    *,
+    depends_on: Sequence[pulumi.Resource] = (),
+    skip_await: bool = False,
+    annotations: Mapping[str, str] | None = None,
+) -> pulumi.CustomResource:
+    """Register the object ``body`` (edited in place) as one resource named ``logical_name``."""
     api_version, kind = str(body.pop("apiVersion")), str(body.pop("kind"))
     body.pop("status", None)
     if "name" not in body["metadata"]:
-        raise ValueError(f"{manifest.logical_name}: a manifest needs metadata.name")
+        raise ValueError(f"{logical_name}: a manifest needs metadata.name")
     added = {**(annotations or {}), **({SKIP_AWAIT: "true"} if skip_await else {})}
     if added:
         own = body["metadata"].setdefault("annotations", {})
@@ -164,11 +197,11 @@ def declare_manifest(
         extra = sorted(set(body) - {"metadata", "spec"})
         if extra:
             raise ValueError(
-                f"{manifest.logical_name}: {api_version} {kind} is not a built-in kind, and a "
+                f"{logical_name}: {api_version} {kind} is not a built-in kind, and a "
                 f"custom resource can only carry metadata and spec (not {', '.join(extra)})"
             )
         return k8s.apiextensions.CustomResource(
-            manifest.logical_name,
+            logical_name,
             api_version=api_version,
             kind=kind,
             metadata=body["metadata"],
@@ -177,44 +210,104 @@ def declare_manifest(
         )
     kwargs = {_CAMEL_RE.sub("_", key).lower(): value for key, value in body.items()}
     try:
-        return cls(manifest.logical_name, opts=opts, **kwargs)
+        return cls(logical_name, opts=opts, **kwargs)
     except TypeError as exc:
-        raise ValueError(f"{manifest.logical_name}: {api_version} {kind}: {exc}") from exc
+        raise ValueError(f"{logical_name}: {api_version} {kind}: {exc}") from exc
 
 
 def declare_manifests(
     manifests: Sequence[Manifest], target: EngineTarget
 ) -> dict[str, pulumi.CustomResource]:
-    """Register the provider and every manifest (inside a running Pulumi program)."""
-    _check_unique(manifests)
+    """Register the provider, the target's stack-wide objects and every manifest (inside a
+    running Pulumi program); the stack-wide objects only when there is a manifest."""
+    _check_unique(manifests, target.stack_objects)
     provider = make_provider(target)
     annotations = target_annotations(target)
     declared: dict[str, pulumi.CustomResource] = {}
     namespaces: dict[str, pulumi.CustomResource] = {}
+    stack_objects = target.stack_objects if manifests else {}
+    for logical_name, body in stack_objects.items():  # the stack's namespace first
+        if _is_namespace_body(body):
+            resource = declare_object(logical_name, _copy(body), provider, annotations=annotations)
+            declared[logical_name] = resource
+            namespaces[str(body["metadata"]["name"])] = resource
     for manifest in manifests:  # namespaces first: the others may depend on them
         if _is_namespace(manifest):
             resource = declare_manifest(manifest, provider, annotations=annotations)
             declared[manifest.logical_name] = resource
             namespaces[str(manifest.body["metadata"]["name"])] = resource
+
+    def depends_on(body: Mapping[str, Any]) -> list[pulumi.Resource]:
+        in_namespace = namespaces.get(str(body["metadata"].get("namespace", "")))
+        return [in_namespace] if in_namespace is not None else []
+
+    for logical_name, body in stack_objects.items():
+        if not _is_namespace_body(body):
+            declared[logical_name] = declare_object(
+                logical_name,
+                _copy(body),
+                provider,
+                depends_on=depends_on(body),
+                annotations=annotations,
+            )
     for manifest in manifests:
         if _is_namespace(manifest):
             continue
-        in_namespace = namespaces.get(str(manifest.body["metadata"].get("namespace", "")))
         declared[manifest.logical_name] = declare_manifest(
-            manifest,
-            provider,
-            depends_on=[in_namespace] if in_namespace is not None else [],
-            annotations=annotations,
+            manifest, provider, depends_on=depends_on(manifest.body), annotations=annotations
         )
     return declared
 
 
+def _copy(body: Mapping[str, Any]) -> dict[str, Any]:
+    copied: dict[str, Any] = json.loads(json.dumps(body, sort_keys=True))
+    return copied
+
+
+def _is_namespace_body(body: Mapping[str, Any]) -> bool:
+    return (body["apiVersion"], body["kind"]) == ("v1", "Namespace")
+
+
+def _is_secret(manifest: Manifest) -> bool:
+    return (manifest.body["apiVersion"], manifest.body["kind"]) == ("v1", "Secret")
+
+
+def revealed(manifest: Manifest, reveal: Callable[[Any], Any] | None) -> Manifest:
+    """``manifest`` with the clear values of the secret tokens in a Secret's data.
+
+    Only a v1 Secret's ``stringData`` and ``data`` are revealed (the typed
+    ``core.v1.Secret`` makes them secret values in Pulumi's state); a token anywhere else
+    stays a token. The manifest mlform records keeps its tokens: this copy exists only
+    while the program runs. ValueError when there is a token and no ``reveal``.
+    """
+    if not _is_secret(manifest):
+        return manifest
+    fields = {f: manifest.body[f] for f in ("stringData", "data") if f in manifest.body}
+    if not is_sensitive(fields):
+        return manifest
+    if reveal is None:
+        raise ValueError(
+            f"{manifest.logical_name}: the Secret holds ${{secret:}} values and the target "
+            "has no way to reveal them"
+        )
+    return Manifest(
+        owner=manifest.owner,
+        name=manifest.name,
+        body={**manifest.body, **reveal(fields)},
+    )
+
+
 def kubernetes_program(manifests: Sequence[Manifest], target: EngineTarget) -> Callable[[], None]:
-    """An inline program declaring ``manifests`` on ``target`` (render or kubernetes)."""
+    """An inline program declaring ``manifests`` on ``target`` (render or kubernetes).
+
+    Secrets' tokens are revealed here (:func:`revealed`), before ``pulumi up`` starts: a
+    secret that is missing or changed since the plan fails the run before it changes
+    anything, with the ConfigError that says how to set it.
+    """
     if not target.needs_kubernetes:
         raise ValueError(f"the {target.type} target does not take Kubernetes manifests")
-    declared = tuple(manifests)
-    _check_unique(declared)
+    _check_unique(manifests, target.stack_objects)
+    declared = tuple(revealed(m, target.reveal) for m in manifests)
 
     def program() -> None:
         declare_manifests(declared, target)

@@ -22,7 +22,8 @@ def build_program(
                 f"the local target runs processes, not Kubernetes manifests ({names}); "
                 "use the render or kubernetes target"
             )
-        return local_program([r for r in resources if isinstance(r, Process)], log_dir)
+        processes = [r for r in resources if isinstance(r, Process)]
+        return local_program(processes, log_dir, target.reveal)
     processes = [r for r in resources if isinstance(r, Process)]
     if processes:
         names = ", ".join(p.logical_name for p in processes)

@@ -17,6 +17,8 @@ from mlform.spec.settings import Target
 
 Alias = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_\-]{0,62}$")]
 IntOrPercent = Annotated[int | str, Field(union_mode="left_to_right")]
+# An environment variable name that every shell and Kubernetes' envFrom accept.
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,252}$")]
 
 
 class Autoscaling(SpecModel):
@@ -184,3 +186,7 @@ class DeploymentSpec(SpecModel):
     target: Target | None = None
     strategy: Strategy = Field(default_factory=lambda: Rolling(type="rolling"))
     prediction_log: PredictionLog = Field(default_factory=PredictionLog)
+    # Environment of the model servers. Values may hold ${secret:NAME}: on the kubernetes
+    # and render targets plain values go into a ConfigMap and values with a secret into a
+    # Secret (both owned by the deployment); on the local target into the processes' env.
+    env: dict[EnvName, str] = Field(default_factory=dict)

@@ -7,7 +7,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlform.spec.base import Comparison, Labels, Name, SpecModel, TargetSpec, target_block
+from mlform.spec.base import (
+    Comparison,
+    Duration,
+    Labels,
+    Name,
+    SpecModel,
+    TargetSpec,
+    target_block,
+)
 
 
 class ChampionGate(SpecModel):
@@ -69,6 +77,23 @@ class Trainer(SpecModel):
     checkpoint_every: int | None = Field(default=None, ge=1)
 
 
+class Training(SpecModel):
+    """Where a model trains: in the ``mlform apply`` process, or as a Kubernetes Job.
+
+    ``auto`` is ``cluster`` on the kubernetes target and ``local`` elsewhere. ``nodes`` and
+    ``procs_per_node`` make a torch model's Job an Indexed Job running ``torchrun`` (checked
+    against the framework and target by the model provider, which knows both).
+    ``procs_per_node`` left out means one process per GPU of the resource profile, else 1.
+    ``image`` defaults to the deployments' image (``mlform/<project>:latest``).
+    """
+
+    where: Literal["auto", "local", "cluster"] = "auto"
+    nodes: int = Field(default=1, ge=1)
+    procs_per_node: int | None = Field(default=None, ge=1)
+    timeout: Duration = "1h"
+    image: str | None = Field(default=None, min_length=1)
+
+
 class _ModelBase(SpecModel):
     description: str | None = None
     owner: str | None = None
@@ -82,6 +107,7 @@ class _ModelBase(SpecModel):
     card: Card | None = None
     resources: Name | None = None
     approvals: list[Approval] = Field(default_factory=list)
+    training: Training = Field(default_factory=Training)
 
 
 class SklearnModel(_ModelBase):

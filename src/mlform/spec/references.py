@@ -17,6 +17,7 @@ from mlform.spec.deployments import AbTest, DeploymentSpec, Shadow
 from mlform.spec.features import Derive, FeatureSpec, OneHot, Rename
 from mlform.spec.problems import Origin, hint, where
 from mlform.spec.system import SystemSpec
+from mlform.spec.target_checks import check_target
 
 
 def check_references(spec: SystemSpec, provenance: Mapping[str, Origin]) -> list[Diagnostic]:
@@ -55,6 +56,7 @@ def check_references(spec: SystemSpec, provenance: Mapping[str, Origin]) -> list
     out.extend(_monitors(spec, provenance))
     out.extend(_columns(spec, provenance))
     out.extend(_exemptions(spec, provenance))
+    out.extend(check_target(spec, provenance))
     return out.items
 
 
