@@ -43,49 +43,26 @@ BARE = textwrap.dedent(
     import sys
     from pathlib import Path
 
-    from pulumi import automation as auto
+    sys.path.insert(0, {benchmarks!r})
+    from bare_pulumi import run
 
     from mlform.addresses import Address
     from mlform.infra.model import Process
-    from mlform.pulumi_engine.environment import engine_environment
     from mlform.pulumi_engine.program_local import local_program
-    from mlform.pulumi_engine.toolchain import find_toolchain
 
     work, description, project_dir = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    toolchain = find_toolchain()
     process = Process(
         owner=Address.parse("data.tumors"),
         name="server",
-        command=(sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"),
-        env={"DESCRIPTION": description},
+        command=(sys.executable, "-m", "http.server", "{{port}}", "--bind", "127.0.0.1"),
+        env={{"DESCRIPTION": description}},
         health_path="/",
         cwd=project_dir,
     )
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "backend").mkdir(exist_ok=True)
-    stack = auto.create_or_select_stack(
-        stack_name="dev",
-        project_name="bare",
-        program=local_program([process], work / "logs"),
-        opts=auto.LocalWorkspaceOptions(
-            work_dir=str(work),
-            pulumi_home=str(work / "home"),
-            env_vars=engine_environment(work, toolchain),
-            project_settings=auto.ProjectSettings(
-                name="bare",
-                runtime="python",
-                backend=auto.ProjectBackend(f"file://{work / 'backend'}"),
-            ),
-            secrets_provider="passphrase",
-            pulumi_command=auto.PulumiCommand(root=str(toolchain.root)),
-        ),
-    )
-    if len(sys.argv) > 4 and sys.argv[4] == "destroy":
-        stack.destroy()
-    else:
-        stack.up()
+    destroy = len(sys.argv) > 4 and sys.argv[4] == "destroy"
+    run(work, local_program([process], work / "logs"), destroy=destroy)
     """
-)
+).format(benchmarks=str(Path(__file__).resolve().parent))
 
 
 def _timed(cmd: list[str], env: dict[str, str]) -> float:

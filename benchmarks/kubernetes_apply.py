@@ -47,13 +47,12 @@ BARE = textwrap.dedent(
     import sys
     from pathlib import Path
 
-    from pulumi import automation as auto
+    sys.path.insert(0, {benchmarks!r})
+    from bare_pulumi import run
 
     from mlform.infra.model import from_record
-    from mlform.pulumi_engine.environment import engine_environment
     from mlform.pulumi_engine.program_kubernetes import kubernetes_program
     from mlform.pulumi_engine.target import EngineTarget
-    from mlform.pulumi_engine.toolchain import find_toolchain
 
     work, records, kubeconfig, context = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     manifests = [from_record(r) for r in json.loads(Path(records).read_text())]
@@ -61,32 +60,10 @@ BARE = textwrap.dedent(
         type="kubernetes", kubeconfig=kubeconfig, context=context, namespace="bare",
         skip_await=True,
     )
-    toolchain = find_toolchain()
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "backend").mkdir(exist_ok=True)
-    stack = auto.create_or_select_stack(
-        stack_name="dev",
-        project_name="bare",
-        program=kubernetes_program(manifests, target),
-        opts=auto.LocalWorkspaceOptions(
-            work_dir=str(work),
-            pulumi_home=str(work / "home"),
-            env_vars=engine_environment(work, toolchain),
-            project_settings=auto.ProjectSettings(
-                name="bare",
-                runtime="python",
-                backend=auto.ProjectBackend(f"file://{work / 'backend'}"),
-            ),
-            secrets_provider="passphrase",
-            pulumi_command=auto.PulumiCommand(root=str(toolchain.root)),
-        ),
-    )
-    if len(sys.argv) > 5 and sys.argv[5] == "destroy":
-        stack.destroy()
-    else:
-        stack.up()
+    destroy = len(sys.argv) > 5 and sys.argv[5] == "destroy"
+    run(work, kubernetes_program(manifests, target), destroy=destroy)
     """
-)
+).format(benchmarks=str(Path(__file__).resolve().parent))
 
 SYSTEM_DEFAULTS = """\
 defaults:

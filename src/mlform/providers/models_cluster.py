@@ -165,7 +165,8 @@ def train_in_cluster(request: ApplyRequest, run_id: str) -> ClusterRun:
         timeout=settings.timeout,
         logs=logs_command(context, name, namespace),
     )
-    with JobStatusReader(address, context) as read_status:
+    # the cluster trains: this step uses no machine here while it waits (apply/slots.py)
+    with JobStatusReader(address, context) as read_status, context.idle():
         wait_for_job(
             lambda: read_status(name, namespace),
             waited,

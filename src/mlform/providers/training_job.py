@@ -90,7 +90,7 @@ def trains_in_cluster(config: Mapping[str, Any], target: str) -> bool:
 
 def distributed(config: Mapping[str, Any]) -> bool:
     settings = TrainingSettings.of(config)
-    gpus = k._profile(config).resources.gpus
+    gpus = k.resource_profile(config).resources.gpus
     return config.get("framework") == "torch" and (
         settings.nodes > 1 or (settings.procs_per_node or 1) > 1 or gpus > 1
     )
@@ -142,7 +142,7 @@ def training_manifests(
         "--state-dir",
         str(state_dir),
     ]
-    profile = k._profile(config)
+    profile = k.resource_profile(config)
     labels = {**dict(config.get("labels") or {}), RUN_ID_KEY: run_id}
     env = {
         EXPECTED_FINGERPRINTS_ENV: json.dumps(dict(fingerprints), sort_keys=True),
