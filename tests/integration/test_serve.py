@@ -779,6 +779,14 @@ def test_sigterm_drains_in_flight_requests(registry: Registry) -> None:
             socket.create_connection((host, int(port)), timeout=5).close()
 
 
+def test_a_stop_while_workers_still_start_is_a_clean_exit(registry: Registry) -> None:
+    # Stopped as soon as one worker answers: the others may still be warming their model up,
+    # before their event loop handles SIGTERM; they must drain and exit 0, not die of it.
+    for _ in range(3):
+        with serving(registry, "model.cancer@v1", "--workers", "4") as server:
+            assert server.stop() == 0, server.stderr
+
+
 def test_workers_share_the_port_and_aggregate_metrics(registry: Registry, tmp_path: Path) -> None:
     log_dir = tmp_path / "log"
     total = 60

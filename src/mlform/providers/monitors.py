@@ -95,20 +95,33 @@ class MonitorProvider(InfrastructureProvider):
         found = super().validate(request)
         if found or request.context.target not in KUBERNETES_TARGETS:
             return found
-        every = _every(request.config)
-        note = k.cron_schedule(every).note
-        if note is None:
-            return ()
-        key = f"monitors.{request.address.name}.schedule.every"
-        return (
+        name = request.address.name
+        warnings = [
             Diagnostic.warning(
-                f"{key}: {note}",
-                "On Kubernetes a monitor is a CronJob; pick a period cron repeats evenly to "
-                "run exactly that often.",
+                f"monitors.{name}: on the {request.context.target} target the monitor's CronJob "
+                "cannot read the stack's state or the servers' prediction logs yet",
+                "The CronJob runs `mlform monitor run` in the project image, but the stack's "
+                "state directory stays where `mlform apply` ran and each server pod logs its "
+                "predictions to its own emptyDir: its runs find no applied deployment. Until "
+                f"a shared backend lands, run `mlform monitor run {name} -s STACK` where the "
+                "state lives (e.g. a scheduled CI job).",
                 address=str(request.address),
-                key=key,
-            ),
-        )
+                key=f"monitors.{name}",
+            )
+        ]
+        note = k.cron_schedule(_every(request.config)).note
+        if note is not None:
+            key = f"monitors.{name}.schedule.every"
+            warnings.append(
+                Diagnostic.warning(
+                    f"{key}: {note}",
+                    "On Kubernetes a monitor is a CronJob; pick a period cron repeats evenly "
+                    "to run exactly that often.",
+                    address=str(request.address),
+                    key=key,
+                )
+            )
+        return tuple(warnings)
 
     def create(self, request: ApplyRequest) -> ApplyResult:
         return self._apply(request)

@@ -649,6 +649,8 @@ async def _worker(
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if _early_stop.requested:  # signalled while this worker was starting: drain at once
+        stop.set()
     runner = web.ServerRunner(app.make_server(), shutdown_timeout=options.drain_timeout)
     try:
         await runner.setup()
@@ -668,10 +670,26 @@ async def _worker(
         await runner.cleanup()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
+            loop.remove_signal_handler(signum)  # (which restores the default: dying)
+            signal.signal(signum, _note_early_stop)  # a late signal must not kill the drain
         if prediction_log is not None:
             prediction_log.close()
     return 0
+
+
+class _EarlyStop:
+    """A worker process is told to stop by SIGTERM; one that arrives before its event loop
+    handles signals (the model warming up on a busy machine), or after it stopped handling
+    them (the drain's last steps), is noted here instead of killing the worker."""
+
+    requested = False
+
+
+_early_stop = _EarlyStop()
+
+
+def _note_early_stop(_signum: int, _frame: Any) -> None:
+    _early_stop.requested = True  # a plain store: safe in a signal handler
 
 
 def _freeze_heap() -> None:
@@ -736,8 +754,9 @@ class _Supervisor:
             return
         code = 1
         try:  # the worker: never returns into the caller's code
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
-                signal.signal(signum, signal.SIG_DFL)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, _note_early_stop)
             _exit_with_parent()
             if os.getppid() != parent:  # the supervisor died before that took effect
                 return
