@@ -1,4 +1,5 @@
-"""The baseline's side of the engine benchmarks: a plain Automation API stack.
+"""The engine benchmarks' shared parts: the baseline's plain Automation API stack, and
+timing a command as a fresh process.
 
 What a Pulumi user would write to run an inline program on a local ``file://`` backend with
 the same toolchain mlform uses; the bare scripts of benchmarks/infra_apply.py and
@@ -7,6 +8,8 @@ benchmarks/kubernetes_apply.py run their program through :func:`run`, in a fresh
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,3 +45,13 @@ def run(work: Path, program: Callable[[], None], *, destroy: bool = False) -> No
         stack.destroy()
     else:
         stack.up()
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    """Seconds ``cmd`` took; exits with its output when it failed."""
+    start = time.perf_counter()
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{result.stdout}\n{result.stderr}")
+    return elapsed

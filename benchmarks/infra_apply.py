@@ -30,13 +30,14 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from test_infrastructure_apply import PLUGIN, SYSTEM  # noqa: E402
+
+from bare_pulumi import timed  # noqa: E402
 
 BARE = textwrap.dedent(
     """
@@ -65,15 +66,6 @@ BARE = textwrap.dedent(
 ).format(benchmarks=str(Path(__file__).resolve().parent))
 
 
-def _timed(cmd: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{result.stdout}\n{result.stderr}")
-    return elapsed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
@@ -99,18 +91,18 @@ def main() -> None:
         mlform = [py, "-m", "mlform", "-C", str(project)]
         bare = [py, str(bare_script), str(root / "bare")]
         # Warm both (first create), then measure interleaved updates.
-        _timed([*mlform, "apply", "-y", "data.tumors.description=v0"], env)
-        _timed([*bare, "v0", str(project)], env)
+        timed([*mlform, "apply", "-y", "data.tumors.description=v0"], env)
+        timed([*bare, "v0", str(project)], env)
         samples: dict[str, list[float]] = {"mlform": [], "bare": [], "noop": []}
         try:
             for n in range(1, runs + 1):
                 override = f"data.tumors.description=v{n}"
-                samples["mlform"].append(_timed([*mlform, "apply", "-y", override], env))
-                samples["bare"].append(_timed([*bare, f"v{n}", str(project)], env))
-                samples["noop"].append(_timed([*mlform, "apply", "-y", override], env))
+                samples["mlform"].append(timed([*mlform, "apply", "-y", override], env))
+                samples["bare"].append(timed([*bare, f"v{n}", str(project)], env))
+                samples["noop"].append(timed([*mlform, "apply", "-y", override], env))
         finally:
-            _timed([*mlform, "destroy", "-y", f"data.tumors.description=v{runs}"], env)
-            _timed([*bare, "x", str(project), "destroy"], env)
+            timed([*mlform, "destroy", "-y", f"data.tumors.description=v{runs}"], env)
+            timed([*bare, "x", str(project), "destroy"], env)
             _sweep(root)
     med = {name: statistics.median(values) for name, values in samples.items()}
     print(f"runs: {runs} (median, fresh process each, one process resource)")

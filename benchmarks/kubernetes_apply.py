@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +39,8 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from example_project import copy_example  # noqa: E402
 from support.kube_control_plane import ControlPlane, start_control_plane  # noqa: E402
+
+from bare_pulumi import timed  # noqa: E402
 
 BARE = textwrap.dedent(
     """
@@ -111,15 +112,6 @@ def _project(root: Path) -> Path:
     return project
 
 
-def _run(cmd: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{result.stdout}\n{result.stderr}")
-    return elapsed
-
-
 def _bin_dir(script: str) -> Path:
     out = subprocess.run(
         ["bash", str(REPO / "scripts" / script)],
@@ -182,19 +174,19 @@ def main() -> None:
         bare_args = [str(records_file), str(plane.kubeconfig), plane.context]
 
         stack_file.write_text(_stack(plane, 0))
-        trained = _run([*mlform, "apply", "-y", "-s", "bench"], env)
+        trained = timed([*mlform, "apply", "-y", "-s", "bench"], env)
         print(f"set-up: data, features and model applied in {trained:.1f} s (untimed)")
         samples: dict[str, list[float]] = {"mlform": [], "bare": []}
         for run in range(1, args.runs + 1):
             stack_file.write_text(_stack(plane, count))
-            samples["mlform"].append(_run([*mlform, "apply", "-y", "-s", "bench"], env))
+            samples["mlform"].append(timed([*mlform, "apply", "-y", "-s", "bench"], env))
             if run == 1:
                 records_file.write_text(json.dumps(_records(project, mlform, env, count)))
                 print(f"objects per side: {len(json.loads(records_file.read_text()))}")
-            samples["bare"].append(_run([*bare, *bare_args], env))
+            samples["bare"].append(timed([*bare, *bare_args], env))
             stack_file.write_text(_stack(plane, 0))
-            _run([*mlform, "apply", "-y", "-s", "bench"], env)  # removes the deployments
-            _run([*bare, *bare_args, "destroy"], env)
+            timed([*mlform, "apply", "-y", "-s", "bench"], env)  # removes the deployments
+            timed([*bare, *bare_args, "destroy"], env)
             print(
                 f"run {run}: mlform {samples['mlform'][-1]:.1f} s, "
                 f"bare {samples['bare'][-1]:.1f} s",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mlform.addresses import Kind
+from mlform.desired.model import DesiredSystem
 from mlform.plan.compute import compute_plan
 from mlform.plan.testing import declared, desired_system, state_as_applied
 from mlform.spec.defaults import NO_DEFAULT, added_at_default, schema_default
@@ -13,17 +16,15 @@ DEPLOYMENT = {"model": "m", "replicas": 2}
 
 
 def _plan(
-    model: dict[str, object], deployment: dict[str, object], applied_from: object
+    model: dict[str, Any], deployment: dict[str, Any], applied_from: DesiredSystem
 ) -> dict[str, str]:
-    desired = desired_system(
-        [declared("model.m", model, []), declared("deployment.api", deployment, ["model.m"])], {}
-    )
-    state = state_as_applied(applied_from)  # type: ignore[arg-type]
+    state = state_as_applied(applied_from)
+    desired = _system(model, deployment)
     p = compute_plan(desired, state, supported_kinds=frozenset(Kind), mlform_version="0.1.0")
     return {c.address: c.action.value for c in p.changes}
 
 
-def _system(model: dict[str, object], deployment: dict[str, object]) -> object:
+def _system(model: dict[str, Any], deployment: dict[str, Any]) -> DesiredSystem:
     return desired_system(
         [declared("model.m", model, []), declared("deployment.api", deployment, ["model.m"])], {}
     )

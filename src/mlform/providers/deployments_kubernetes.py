@@ -345,11 +345,7 @@ class KubernetesRuntime(RuntimeBase):
 
     def replicas(self) -> dict[str, int | None]:
         """Replicas of each Deployment provisioned last, by Kubernetes name (None: HPA's)."""
-        return {
-            str(m.body["metadata"]["name"]): m.body["spec"].get("replicas")
-            for m in self.resources
-            if m.body["kind"] == "Deployment"
-        }
+        return _replicas_by_name(self.resources)
 
     def outputs(self, record: RolloutRecord) -> dict[str, Any]:
         name = self.address.name
@@ -374,6 +370,15 @@ class KubernetesRuntime(RuntimeBase):
         }
 
 
+def _replicas_by_name(manifests: Sequence[Manifest]) -> dict[str, int | None]:
+    """Replicas of each Deployment among ``manifests``, by Kubernetes name (None: HPA's)."""
+    return {
+        str(m.body["metadata"]["name"]): m.body["spec"].get("replicas")
+        for m in manifests
+        if m.body["kind"] == "Deployment"
+    }
+
+
 def _surge(current: Sequence[Manifest], wanted: Sequence[Manifest]) -> list[Manifest] | None:
     """``wanted`` with no Deployment below its current replicas, when a step moves pods from
     one Deployment to another (a canary step: stable 3 -> 2, canary 1 -> 2); else None.
@@ -382,11 +387,7 @@ def _surge(current: Sequence[Manifest], wanted: Sequence[Manifest]) -> list[Mani
     start; provisioning this first (the engine waits for the new pods to be ready on a real
     cluster) and ``wanted`` after keeps the capacity, like a Deployment's ``maxSurge``.
     """
-    before = {
-        str(m.body["metadata"]["name"]): m.body["spec"].get("replicas")
-        for m in current
-        if m.body["kind"] == "Deployment"
-    }
+    before = _replicas_by_name(current)
     grows = shrinks = False
     surged: list[Manifest] = []
     for manifest in wanted:

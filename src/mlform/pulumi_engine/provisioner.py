@@ -67,7 +67,7 @@ class StackProvisioner:
         self._leading = False  # a caller is running a batch
         self._engine_lock = threading.Lock()  # one engine operation at a time
         self._callbacks: dict[Address, ChangeCallback] = {}
-        self.runs = 0  # engine updates run (the benchmark and tests read it)
+        self.runs = 0  # engine updates run (tests read it)
 
     @property
     def engine(self) -> Engine:
