@@ -29,6 +29,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.mlform-setup-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
+  # shellcheck source=scripts/lib/free-space.sh
+  source scripts/lib/free-space.sh
+  # A first install unpacks PyTorch's CUDA wheels (~7 GiB installed, more while unpacking).
+  if ! compgen -G ".venv/lib/python3*/site-packages/torch" >/dev/null; then
+    require_free_gib .venv 10 "installing mlform's Python dependencies into .venv"
+  fi
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ".[dev,torch]"
   rm -f .venv/.mlform-setup-*

@@ -43,6 +43,10 @@ else
   echo "mlform: flock not found; building without a lock" >&2
 fi
 
+# shellcheck source=scripts/lib/free-space.sh
+source "$(dirname "${BASH_SOURCE[0]}")/free-space.sh"
+require_free_gib "$(GOTOOLCHAIN=local go env GOCACHE)" "${MLFORM_BUILD_FREE_GIB:-5}" \
+  "building $WHAT v$VERSION (Go's build cache)"
 echo "mlform: building $WHAT v$VERSION from the Go module proxy" \
   "(first run only, ~$COLD_MINUTES min) into $CACHE" >&2
 stage="$(mktemp -d "$ROOT/.v$VERSION.build.XXXXXX")"

@@ -23,11 +23,13 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 VERSION = toolchain.PULUMI_VERSION
 
-# A stand-in for `go`: `env GOVERSION`, `mod tidy`, `list -m` (the sdk module directory) and
+# A stand-in for `go`: `env GOVERSION|GOCACHE`, `mod tidy`, `list -m` (the sdk module directory) and
 # `build -o OUT` (writes a fake pulumi, or a half binary and fails when FAKE_GO_FAIL is set).
 FAKE_GO = """#!/bin/sh
 case "$1" in
-  env) echo "${FAKE_GO_VERSION:-go1.26.0}" ;;
+  env)
+    if [ "$2" = GOCACHE ]; then echo "$FAKE_SDK_DIR/go-build"
+    else echo "${FAKE_GO_VERSION:-go1.26.0}"; fi ;;
   mod) exit 0 ;;
   list) echo "$FAKE_SDK_DIR" ;;
   build)
@@ -146,6 +148,27 @@ def test_a_cold_build_lands_in_the_cache_complete(tmp_path: Path, fake_go: dict[
     out = subprocess.run([bindir / "pulumi", "version"], capture_output=True, text=True)
     assert out.stdout.strip() == f"v{VERSION}"
     assert [p.name for p in (cache / "pulumi").iterdir() if ".build." in p.name] == []
+
+
+def test_a_disk_too_full_for_a_cold_build_is_refused_before_it_starts(
+    tmp_path: Path, fake_go: dict[str, str]
+) -> None:
+    cache = tmp_path / "cache"
+    result = _run("build-pulumi.sh", cache, **fake_go, MLFORM_BUILD_FREE_GIB="1000000")
+    assert result.returncode == 1
+    assert "building the Pulumi CLI" in result.stderr and "needs about 1000000 GiB" in result.stderr
+    assert "MLFORM_SKIP_SPACE_CHECK=1" in result.stderr
+    assert not (cache / "pulumi" / f"v{VERSION}").exists()
+    assert [p.name for p in (cache / "pulumi").iterdir() if ".build." in p.name] == []
+    skipped = _run(
+        "build-pulumi.sh",
+        cache,
+        **fake_go,
+        MLFORM_BUILD_FREE_GIB="1000000",
+        MLFORM_SKIP_SPACE_CHECK="1",
+    )
+    assert skipped.returncode == 0, skipped.stderr
+    assert skipped.stdout.strip() == str(_cache_bin(cache))
 
 
 def test_an_interrupted_build_leaves_nothing_that_looks_valid(
