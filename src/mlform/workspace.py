@@ -115,6 +115,7 @@ def provider_context(loaded: LoadedSystem, state: StateDocument | None = None) -
         target=str(target.get("type", "local")),
         infrastructure=LazyProvisioner(partial(_provisioner, loaded, state, target)),
         settings=loaded.settings,
+        overrides=loaded.overrides,
     )
 
 

@@ -102,11 +102,14 @@ def _state_outputs(root: Path, address: str) -> dict[str, Any]:
 def test_sklearn_model_trains_as_a_job_and_is_registered(
     tmp_path: Path, kube_control_plane: ControlPlane, api: client.ApiClient, namespace: str
 ) -> None:
+    # The stack file says max_depth 4, the command line 6: the pod composes with apply's
+    # overrides (passed on after `--`), or its fingerprints would not match apply's.
     root = _project(
-        tmp_path / "proj", SKLEARN_STACK.format(max_depth=6), kube_control_plane, namespace
+        tmp_path / "proj", SKLEARN_STACK.format(max_depth=4), kube_control_plane, namespace
     )
+    overrides = (*SKLEARN_ONLY, "models.diagnosis.estimator.max_depth=6")
     with Kubelet(api, namespace, cwd=root, bin_dir=BIN_DIR) as kubelet:
-        applied = run_cli(root, "apply", "-s", "e2e", "-y", "--json", *SKLEARN_ONLY)
+        applied = run_cli(root, "apply", "-s", "e2e", "-y", "--json", *overrides)
     events = [json.loads(line) for line in _ok(applied).splitlines() if line.startswith("{")]
 
     # The Job, read back: the project image running `mlform models fit` for this run.
@@ -146,6 +149,8 @@ def test_sklearn_model_trains_as_a_job_and_is_registered(
         f"{store}/runs/{run_id}",
         "--state-dir",
         str(state_dir.resolve()),
+        "--",
+        *overrides,
     ]
     assert container["resources"] == k.Resources(cpu=1, memory="2Gi").as_kubernetes()
     env = {e["name"]: e["value"] for e in container["env"]}
@@ -176,7 +181,7 @@ def test_sklearn_model_trains_as_a_job_and_is_registered(
     assert not (state_dir / "registry" / "runs" / run_id).exists()  # moved into the registry
 
     # Apply then plan is a no-op, and the finished Job is not drift.
-    planned = run_cli(root, "plan", "-s", "e2e", "--detailed-exitcode", *SKLEARN_ONLY)
+    planned = run_cli(root, "plan", "-s", "e2e", "--detailed-exitcode", *overrides)
     assert planned.returncode == 0, planned.stdout + planned.stderr
     refreshed = run_cli(root, "refresh", "-s", "e2e", "--detailed-exitcode")
     assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,21 @@ def test_a_single_process_model_is_one_job_running_mlform_models_fit(tmp_path: P
         {"hostPath": {"path": state, "type": "DirectoryOrCreate"}, "name": "mlform-state"}
     ]
     assert container["volumeMounts"] == [{"mountPath": state, "name": "mlform-state"}]
+
+
+def test_the_job_passes_applys_command_line_overrides_on_after_a_double_dash(
+    tmp_path: Path,
+) -> None:
+    overrides = ("models.forest.estimator.max_depth=3", "~deployments.api")
+    context = replace(_context(tmp_path), overrides=overrides)
+    (job,) = training_manifests(FOREST, _sklearn(), context, run_id=RUN, fingerprints=FINGERPRINTS)
+    command = job.body["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[-3:] == ["--", *overrides]
+    (torch_job, _) = training_manifests(
+        NET, _torch(nodes=2), context, run_id=RUN, fingerprints=FINGERPRINTS
+    )
+    torch_command = torch_job.body["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert torch_command[-3:] == ["--", *overrides]
 
 
 def test_an_image_of_its_own_and_a_long_name_stay_valid(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from mlform.cli.base import Globals, StackOpt, _run, _usage
+from mlform.cli.base import Globals, OverridesArg, StackOpt, _run, _usage
 
 __all__ = ["fit", "register_commands"]
 
@@ -52,8 +52,13 @@ def fit(
             help="JSON {name: sha256:...} the model must match (set by the training Job).",
         ),
     ] = None,
+    overrides: OverridesArg = None,
 ) -> None:
-    """Train one model of the stack and write it to --to (what a training Job runs)."""
+    """Train one model of the stack and write it to --to (what a training Job runs).
+
+    OVERRIDES are apply's command-line overrides (the Job passes them after ``--``), so the
+    model composes as apply composed it.
+    """
     from rich.markup import escape
 
     from mlform.cli.console import err
@@ -80,6 +85,7 @@ def fit(
             to=to,
             state_dir=state_dir,
             expected=expected,
+            overrides=tuple(overrides or ()),
             progress=progress,
         )
     )

@@ -40,6 +40,8 @@ class ProviderContext:
     # Around a wait that uses no machine (the infrastructure engine): the apply may start
     # another step meanwhile (mlform.apply.slots). Outside an apply it does nothing.
     idle: Callable[[], AbstractContextManager[None]] = nullcontext
+    # The command-line overrides the config was composed with (a training Job passes them on).
+    overrides: tuple[str, ...] = ()
 
     @property
     def artifact_dir(self) -> Path:

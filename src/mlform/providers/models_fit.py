@@ -1,12 +1,13 @@
 """``mlform models fit``: train one model where it is run, as a training Job's pod does.
 
 A model that trains on the cluster (:mod:`mlform.providers.models_cluster`) runs
-``mlform models fit NAME -s STACK --run-id RUN --to file://<state dir>/registry/runs/RUN``
-in the project's image. :func:`fit_to` composes the stack's config the same way ``apply``
-did, checks that the model it finds is the one ``apply`` planned (the fingerprints the Job
-carries in ``$MLFORM_EXPECTED_FINGERPRINTS``: a config or code difference means the image or the
-command-line overrides differ from what apply saw, and training anyway would register a
-version under the wrong fingerprints), loads the feature set exactly as apply recorded it
+``mlform models fit NAME -s STACK --run-id RUN --to file://<state dir>/registry/runs/RUN
+[-- OVERRIDES]`` in the project's image. :func:`fit_to` composes the stack's config the way
+``apply`` did (with apply's command-line overrides, which the Job passes on), checks that the
+model it finds is the one ``apply`` planned (the fingerprints the Job carries in
+``$MLFORM_EXPECTED_FINGERPRINTS``: a config or code difference means the image's project
+differs from the one apply saw, and training anyway would register a version under the wrong
+fingerprints), loads the feature set exactly as apply recorded it
 (the features object's outputs in the stack's state; the state directory is mounted into
 the pod at the same path), trains with the provider's own ``_fit`` and writes a
 :class:`FitResult` directory::
@@ -95,6 +96,7 @@ def fit_to(
     to: str,
     state_dir: Path | None = None,
     expected: Mapping[str, str] | None = None,
+    overrides: tuple[str, ...] = (),
     progress: Callable[[str, float | None], None] = lambda _m, _f: None,
 ) -> FitResult | None:
     """Train model ``name`` of the stack and write it to ``to`` (module docstring).
@@ -110,7 +112,7 @@ def fit_to(
     from mlform.state.store import LocalStateStore
 
     target_dir = local_path(to)
-    loaded = workspace.load_system(project_dir, stack)
+    loaded = workspace.load_system(project_dir, stack, overrides)
     address = Address(Kind.MODEL, name.removeprefix("model."))
     declared = {o.address: o for o in loaded.objects}
     obj = declared.get(address)
@@ -196,10 +198,9 @@ def _check_expected(
             Diagnostic.error(
                 f"{address}: the model composed here is not the one apply planned "
                 f"({', '.join(differ)} differ)",
-                "The training pod composes the stack's config from the project in its image. "
-                "Rebuild the image from the current project, and put command-line overrides "
-                f"of models.{address.name} into the stack file (the pod cannot see them); "
-                f"or set models.{address.name}.training.where: local.",
+                "The training pod composes the stack's config (with apply's command-line "
+                "overrides) from the project in its image: rebuild the image from the current "
+                f"project, or set models.{address.name}.training.where: local.",
                 address=str(address),
                 key=f"models.{address.name}",
             )

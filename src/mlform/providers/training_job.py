@@ -142,6 +142,8 @@ def training_manifests(
         "--state-dir",
         str(state_dir),
     ]
+    if context.overrides:  # apply's command-line overrides: the pod composes the same config
+        args += ["--", *context.overrides]
     profile = k.resource_profile(config)
     labels = {**dict(config.get("labels") or {}), RUN_ID_KEY: run_id}
     env = {

@@ -45,3 +45,6 @@ class LoadedSystem:
     provenance: Mapping[str, tuple[str, int | None]] = field(default_factory=dict)
     # Warnings found while validating (e.g. a column that could not be confirmed).
     warnings: tuple[Diagnostic, ...] = ()
+    # The command-line overrides it was composed with, as given (a training Job's pod
+    # composes the same config with them).
+    overrides: tuple[str, ...] = ()

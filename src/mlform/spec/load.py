@@ -62,6 +62,7 @@ def load_system(composed: ComposedConfig, project_dir: Path) -> LoadedSystem:
         settings={s: _dump(getattr(spec, s)) for s in SETTING_SECTIONS},
         provenance=dict(composed.provenance),
         warnings=tuple(problems),
+        overrides=tuple(composed.overrides),
     )
 
 
