@@ -212,6 +212,20 @@ def test_failing_training_job_fails_apply_naming_the_job(
     assert f"training job {namespace}/{name} failed" in text
     assert f"kubectl logs job/{name} -n {namespace}" in text
     assert "models.diagnosis.training" in text
+    # What the pod printed last, from its container's termination message (the kubelet's
+    # FallbackToLogsOnError tail): scikit-learn's complaint about max_depth.
+    (pod,) = (
+        client.CoreV1Api(api)
+        .list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={name}")
+        .items
+    )
+    assert (
+        f"pod {pod.metadata.name} exited 1 (Error); its last lines:"
+        in applied.stdout + applied.stderr
+    )
+    last_line = kubelet.logs[(name, 0)].strip().splitlines()[-1].strip()
+    assert last_line and last_line in text
+    assert "max_depth" in text.split("its last lines:")[1]
     conditions = {c["type"]: c["status"] for c in job["status"]["conditions"]}
     assert conditions["Failed"] == "True"
     shown = run_cli(root, "models", "list", "-s", "e2e", "--json")

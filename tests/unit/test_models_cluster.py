@@ -21,7 +21,15 @@ from mlform.addresses import Address
 from mlform.diagnostics import Severity
 from mlform.infra import kubernetes as k
 from mlform.providers.base import ProviderContext, StepFailed
-from mlform.providers.job_wait import JobGone, WaitedJob, job_state, wait_for_job
+from mlform.providers.job_wait import (
+    TAIL_LINES,
+    TAIL_PODS,
+    JobGone,
+    WaitedJob,
+    job_state,
+    pod_failures,
+    wait_for_job,
+)
 from mlform.providers.models_cluster import training_problems
 from mlform.providers.models_fit import local_path, read_result, trained_model
 from mlform.providers.training_job import (
@@ -312,7 +320,12 @@ class _Clock:
 WAITED = WaitedJob(NET, "train-net-1", "ml", 2, "10m", "kubectl logs job/train-net-1 -n ml")
 
 
-def _wait(statuses: Iterator[Any], messages: list[str], timeout_s: float = 600) -> Any:
+def _wait(
+    statuses: Iterator[Any],
+    messages: list[str],
+    timeout_s: float = 600,
+    read_failures: Any = tuple,
+) -> Any:
     clock = _Clock()
 
     def read() -> Mapping[str, Any] | None:
@@ -330,6 +343,7 @@ def _wait(statuses: Iterator[Any], messages: list[str], timeout_s: float = 600) 
         sleep=clock.sleep,
         clock=clock,
         poll_s=5,
+        read_failures=read_failures,
     )
 
 
@@ -361,6 +375,64 @@ def test_a_failed_job_fails_the_step_naming_the_job_and_its_logs() -> None:
     )
     assert "kubectl logs job/train-net-1 -n ml" in diagnostic.detail
     assert diagnostic.key == "models.net.training"
+
+
+def _pod(name: str, index: int, *containers: tuple[int | None, str]) -> dict[str, Any]:
+    """A Job's pod (wire form) whose containers ended with these (exit code, message)."""
+    statuses = [
+        {
+            "name": f"c{i}",
+            "state": {"terminated": {"exitCode": code, "reason": "Error", "message": text}},
+        }
+        if code is not None
+        else {"name": f"c{i}", "state": {"running": {}}}
+        for i, (code, text) in enumerate(containers)
+    ]
+    return {
+        "metadata": {
+            "name": name,
+            "annotations": {"batch.kubernetes.io/job-completion-index": str(index)},
+        },
+        "status": {"containerStatuses": statuses},
+    }
+
+
+def test_failed_pods_show_their_last_lines_in_index_order() -> None:
+    long_output = "\n".join(f"epoch {i}" for i in range(40)) + "\nValueError: max_depth\n"
+    pods = [
+        _pod("train-net-1-1-xyz", 1, (1, long_output)),
+        _pod("train-net-1-0-abc", 0, (0, "done"), (137, "")),
+        _pod("train-net-1-2-def", 2, (None, "")),
+    ]
+    first, second = pod_failures(pods)
+    assert first == "pod train-net-1-0-abc exited 137 (Error), printing nothing the kubelet kept."
+    head, *lines = second.splitlines()
+    assert head == "pod train-net-1-1-xyz exited 1 (Error); its last lines:"
+    assert len(lines) == TAIL_LINES
+    assert lines[-1] == "    ValueError: max_depth" and lines[0] == "    epoch 21"
+    many = [_pod(f"p{i}", i, (1, "boom")) for i in range(5)]
+    assert pod_failures(many)[-1] == f"({5 - TAIL_PODS} more failed pods)"
+    assert len(pod_failures(many)) == TAIL_PODS + 1
+    assert pod_failures([]) == [] and pod_failures([_pod("ok", 0, (0, "fine"))]) == []
+
+
+def test_a_failed_jobs_diagnostic_shows_what_its_pods_printed() -> None:
+    tail = ["pod train-net-1-0-abc exited 1 (Error); its last lines:\n    ValueError: boom"]
+    with pytest.raises(StepFailed) as failed:
+        _wait(
+            iter([_status("Failed", reason="BackoffLimitExceeded")]), [], read_failures=lambda: tail
+        )
+    detail = failed.value.diagnostic.detail
+    assert detail.startswith(tail[0] + "\nSee everything the training printed: kubectl logs")
+
+    def unreadable() -> list[str]:
+        raise OSError("forbidden")
+
+    with pytest.raises(StepFailed) as without:
+        _wait(
+            iter([_status("Failed", reason="BackoffLimitExceeded")]), [], read_failures=unreadable
+        )
+    assert without.value.diagnostic.detail.startswith("See what the training printed: kubectl")
 
 
 def test_a_job_past_its_deadline_or_timeout_or_deleted_fails_the_step() -> None:

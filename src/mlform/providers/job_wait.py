@@ -6,14 +6,17 @@ condition, reporting ``waiting for job NS/NAME (1/2 pods succeeded)`` as the ste
 progress. It waits even when ``target.wait_for_ready`` is false (a model cannot be
 registered before it is trained). A failed Job, a deleted one, or ``training.timeout`` (plus
 a grace for the Job controller to report its own deadline) fails the step with a diagnostic
-naming the Job and the ``kubectl logs`` command. A status read that fails (the API server
-unreachable for a moment) is retried until the deadline.
+naming the Job and the ``kubectl logs`` command; for a failed Job it shows the last lines each
+failed pod printed (:func:`pod_failures`: the containers' termination messages, which the
+kubelet fills with the output's tail: the Job's pods use ``terminationMessagePolicy:
+FallbackToLogsOnError``). A status read that fails (the API server unreachable for a moment)
+is retried until the deadline.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,11 +32,16 @@ __all__ = [
     "WaitedJob",
     "job_state",
     "logs_command",
+    "pod_failures",
     "wait_for_job",
 ]
 
 WAIT_GRACE_S = 30.0  # past activeDeadlineSeconds, for the Job controller to say Failed
 POLL_S = 2.0
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set on its pods by the Job controller
+COMPLETION_INDEX_KEY = "batch.kubernetes.io/job-completion-index"  # indexed Jobs' pods
+TAIL_LINES = 20  # of each failed pod's output, in the diagnostic
+TAIL_PODS = 2  # pods whose output the diagnostic shows (the rest are counted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +94,13 @@ def wait_for_job(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     poll_s: float = POLL_S,
+    read_failures: Callable[[], Sequence[str]] = tuple,
 ) -> JobState:
-    """Poll until the Job completes; StepFailed when it fails, vanishes or times out."""
+    """Poll until the Job completes; StepFailed when it fails, vanishes or times out.
+
+    ``read_failures`` gives what the Job's failed pods printed (:func:`pod_failures`); a
+    failure to read it leaves the diagnostic without it.
+    """
     deadline = clock() + timeout_s + WAIT_GRACE_S
     shown, error = "", ""
     while True:
@@ -106,7 +119,7 @@ def wait_for_job(
             if state.reason == "DeadlineExceeded":
                 raise StepFailed(job_problem(waited, _timed_out(waited)))
             why = ": ".join(p for p in (state.reason, state.message) if p) or "failed"
-            raise StepFailed(job_problem(waited, f"failed ({why})"))
+            raise StepFailed(job_problem(waited, f"failed ({why})", _failures(read_failures)))
         message = (
             f"waiting for job {waited.namespace}/{waited.job} "
             f"({state.succeeded}/{waited.completions} pods succeeded)"
@@ -127,15 +140,57 @@ def _timed_out(waited: WaitedJob) -> str:
     )
 
 
-def job_problem(waited: WaitedJob, what: str) -> Diagnostic:
+def _failures(read: Callable[[], Sequence[str]]) -> Sequence[str]:
+    try:
+        return read()
+    except Exception:  # the pods cannot be read: the diagnostic names the logs command
+        return ()
+
+
+def job_problem(waited: WaitedJob, what: str, failures: Sequence[str] = ()) -> Diagnostic:
+    printed = "".join(f"{failure}\n" for failure in failures)
     return Diagnostic.error(
         f"{waited.address}: training job {waited.namespace}/{waited.job} {what}",
-        f"See what the training printed: {waited.logs}. The Job stays in the cluster until "
-        "the next training replaces it. Fix the model (or raise "
-        f"models.{waited.address.name}.training.timeout) and apply again.",
+        f"{printed}See {'everything' if printed else 'what'} the training printed: {waited.logs}. "
+        "The Job stays in the cluster until the next training replaces it. Fix the model (or "
+        f"raise models.{waited.address.name}.training.timeout) and apply again.",
         address=str(waited.address),
         key=f"models.{waited.address.name}.training",
     )
+
+
+def pod_failures(pods: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What each failed container of ``pods`` (the API's wire form) printed last (pure).
+
+    One entry per failed container, pods by completion index then name: ``pod NAME exited
+    CODE (REASON); its last lines:`` and the last :data:`TAIL_LINES` lines of its
+    termination message, indented; at most :data:`TAIL_PODS` entries, then a count.
+    """
+
+    def order(pod: Mapping[str, Any]) -> tuple[int, str]:
+        meta = pod.get("metadata") or {}
+        index = str((meta.get("annotations") or {}).get(COMPLETION_INDEX_KEY, ""))
+        return (int(index) if index.isdigit() else 0, str(meta.get("name", "")))
+
+    found: list[str] = []
+    for pod in sorted(pods, key=order):
+        name = str((pod.get("metadata") or {}).get("name", "?"))
+        for status in (pod.get("status") or {}).get("containerStatuses") or ():
+            ended = (status.get("state") or {}).get("terminated") or {}
+            code = ended.get("exitCode")
+            if not ended or code in (0, None):
+                continue
+            head = f"pod {name} exited {code}" + (
+                f" ({ended['reason']})" if ended.get("reason") else ""
+            )
+            lines = str(ended.get("message") or "").rstrip().splitlines()[-TAIL_LINES:]
+            if not lines:
+                found.append(f"{head}, printing nothing the kubelet kept.")
+                continue
+            found.append(f"{head}; its last lines:\n" + "\n".join(f"    {line}" for line in lines))
+    if len(found) > TAIL_PODS:
+        found = [*found[:TAIL_PODS], f"({len(found) - TAIL_PODS} more failed pods)"]
+    return found
 
 
 def logs_command(context: ProviderContext, job: str, namespace: str) -> str:
@@ -154,6 +209,7 @@ class JobStatusReader:
     def __init__(self, address: Address, context: ProviderContext) -> None:
         self.address, self.context = address, context
         self._client: Any = None
+        self._core: Any = None
 
     def __enter__(self) -> Callable[[str, str], Mapping[str, Any] | None]:
         try:
@@ -191,6 +247,7 @@ class JobStatusReader:
                 )
             ) from exc
         batch = client.BatchV1Api(self._client)
+        self._core = client.CoreV1Api(self._client)
 
         def read(name: str, namespace: str) -> Mapping[str, Any] | None:
             try:
@@ -203,6 +260,13 @@ class JobStatusReader:
             return status
 
         return read
+
+    def failures(self, name: str, namespace: str) -> list[str]:
+        """What the Job's failed pods printed last (:func:`pod_failures`)."""
+        if self._client is None:
+            return []
+        pods = self._core.list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABEL}={name}")
+        return pod_failures([self._client.sanitize_for_serialization(p) for p in pods.items])
 
     def __exit__(self, *_exc: object) -> None:
         if self._client is not None:

@@ -166,12 +166,14 @@ def train_in_cluster(request: ApplyRequest, run_id: str) -> ClusterRun:
         logs=logs_command(context, name, namespace),
     )
     # the cluster trains: this step uses no machine here while it waits (apply/slots.py)
-    with JobStatusReader(address, context) as read_status, context.idle():
+    reader = JobStatusReader(address, context)
+    with reader as read_status, context.idle():
         wait_for_job(
             lambda: read_status(name, namespace),
             waited,
             timeout_s=settings.timeout_s,
             progress=context.progress,
+            read_failures=lambda: reader.failures(name, namespace),
         )
     try:
         result = read_result(result_dir)

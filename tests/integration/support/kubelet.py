@@ -16,6 +16,15 @@ local processes, the way a node would run them:
   ``--master-port`` a free port (pods have their own network namespaces; processes here
   share one, and tests run side by side).
 
+Each process is a Pod object too, created as the Job controller creates them (labels
+``batch.kubernetes.io/job-name``, ``controller-uid`` and, for indexed Jobs, the completion
+index; bound to node ``test-node``) and given the status a kubelet reports when it exits:
+phase ``Succeeded`` or ``Failed`` and the container's ``terminated`` state with its exit code,
+and, where the container's ``terminationMessagePolicy`` is ``FallbackToLogsOnError`` and it
+failed, the last 80 lines / 2 KiB of its output as the message (the kubelet's rule). The pods
+carry no ``ownerReferences``: the test control plane has no garbage collector, and deleting a
+Job must not wait on one.
+
 When every process has exited it writes the Job's status subresource as the Job controller
 would: ``startTime`` first; then ``succeeded``, ``completedIndexes`` (indexed Jobs),
 ``completionTime`` and the conditions ``SuccessCriteriaMet`` then ``Complete``; or ``failed``
@@ -45,6 +54,15 @@ from kubernetes import client
 MANAGED = "app.kubernetes.io/managed-by=mlform"
 _VAR_RE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 POD_TIMEOUT_S = 600.0
+NODE = "test-node"
+# The kubelet's FallbackToLogsOnError: the output's last 80 lines, at most 2048 bytes.
+MESSAGE_LINES, MESSAGE_BYTES = 80, 2048
+
+
+def termination_message(output: str) -> str:
+    """What a kubelet keeps of a failed container's output as its termination message."""
+    tail = "".join(output.splitlines(keepends=True)[-MESSAGE_LINES:]).encode()
+    return tail[-MESSAGE_BYTES:].decode(errors="ignore")
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:
@@ -107,6 +125,8 @@ class Kubelet:
         poll_s: float = 0.2,
     ) -> None:
         self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self.api = api
         self.namespace, self.cwd, self.bin_dir, self.poll_s = namespace, cwd, bin_dir, poll_s
         self.runs: dict[str, JobRun] = {}
         self.logs: dict[tuple[str, int], str] = {}
@@ -158,6 +178,7 @@ class Kubelet:
             declared = {e.name: e.value or "" for e in container.env or ()}
             port = _free_port()
             processes = []
+            pods = [self._create_pod(job, index) for index in range(completions)]
             for index in range(completions):
                 env = {
                     "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -186,6 +207,7 @@ class Kubelet:
                     output, _ = process.communicate()
                 self.logs[(name, index)] = output
                 run.returncodes.append(process.returncode)
+                self._pod_exited(pods[index], container, process.returncode, output)
             self._finish(name, completions, run.returncodes, indexed=spec.completion_mode)
         except Exception as exc:
             run.error = f"{type(exc).__name__}: {exc}"
@@ -225,6 +247,69 @@ class Kubelet:
                 _condition("Failed", "BackoffLimitExceeded", message, now),
             ]
         self._patch(name, status)
+
+    def _create_pod(self, job: Any, index: int) -> str:
+        """The Pod of completion ``index``, as the Job controller creates it; its name."""
+        name = job.metadata.name
+        template = self.api.sanitize_for_serialization(job.spec.template)
+        meta = template.get("metadata") or {}
+        uid = job.metadata.uid
+        labels = {
+            **(meta.get("labels") or {}),
+            "batch.kubernetes.io/job-name": name,
+            "job-name": name,
+            "batch.kubernetes.io/controller-uid": uid,
+            "controller-uid": uid,
+        }
+        annotations = dict(meta.get("annotations") or {})
+        spec = {**template["spec"], "nodeName": NODE}
+        if job.spec.completion_mode == "Indexed":
+            labels["batch.kubernetes.io/job-completion-index"] = str(index)
+            annotations["batch.kubernetes.io/job-completion-index"] = str(index)
+            spec["hostname"] = f"{name}-{index}"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "generateName": f"{name}-{index}-",
+                "labels": labels,
+                "annotations": annotations,
+            },
+            "spec": spec,
+        }
+        created = self.core.create_namespaced_pod(self.namespace, body)
+        pod: str = created.metadata.name
+        now = _now()
+        self.core.patch_namespaced_pod_status(
+            pod, self.namespace, {"status": {"phase": "Running", "startTime": now}}
+        )
+        return pod
+
+    def _pod_exited(self, pod: str, container: Any, code: int, output: str) -> None:
+        """The status a kubelet reports for ``pod`` once its container exited with ``code``."""
+        ended: dict[str, Any] = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "startedAt": _now(),
+            "finishedAt": _now(),
+        }
+        if code != 0 and container.termination_message_policy == "FallbackToLogsOnError":
+            ended["message"] = termination_message(output)
+        status = {
+            "phase": "Succeeded" if code == 0 else "Failed",
+            "containerStatuses": [
+                {
+                    "name": container.name,
+                    "image": container.image,
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "started": False,
+                    "state": {"terminated": ended},
+                }
+            ],
+        }
+        self.core.patch_namespaced_pod_status(pod, self.namespace, {"status": status})
 
     def _patch(self, name: str, status: Mapping[str, Any]) -> None:
         self.batch.patch_namespaced_job_status(name, self.namespace, {"status": dict(status)})

@@ -72,6 +72,9 @@ def _batch_pod_template(
             for port_name, number in ports
         ]
     container["resources"] = (resources or Resources()).as_kubernetes()
+    # A failed container's status then carries the tail of its output (the kubelet's last
+    # 80 lines / 2 KiB), which apply shows when a training Job fails.
+    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
     if shared_memory:
         container["volumeMounts"] = [{"mountPath": "/dev/shm", "name": "dshm"}]
     pod_spec: dict[str, Any] = {"containers": [container]}
