@@ -870,7 +870,7 @@ class RawServer:
 
 
 def client_run(answer: Any, *calls: tuple[Any, ...], timeout: float = 30.0) -> Any:
-    from mlform.serving.router import UpstreamClient
+    from mlform.serving.upstream import UpstreamClient
 
     async def go() -> Any:
         async with RawServer(answer) as server:
@@ -956,7 +956,7 @@ def test_client_retries_a_stale_keep_alive_connection() -> None:
 
 
 def test_client_errors() -> None:
-    from mlform.serving.router import UpstreamProtocolError
+    from mlform.serving.upstream import UpstreamProtocolError
 
     with pytest.raises(TimeoutError):
         client_run(lambda req, nth: b"hang", ("GET", "/", b""), timeout=0.2)
@@ -972,7 +972,7 @@ def test_client_errors() -> None:
 
 
 def test_client_connection_refused() -> None:
-    from mlform.serving.router import UpstreamClient
+    from mlform.serving.upstream import UpstreamClient
 
     async def go() -> None:
         client = UpstreamClient(limit=8, timeout=10)
