@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -151,6 +151,7 @@ def training_manifests(
         "PYTHONUNBUFFERED": "1",
     }
     deadline = max(1, math.ceil(settings.timeout_s))
+    volumes, mounts = k.artifact_store_volume(f"file://{state_dir}", STATE_VOLUME)
     common: dict[str, Any] = {
         "namespace": found.namespace,
         "project": found.project,
@@ -160,6 +161,8 @@ def training_manifests(
         "node_selector": profile.node_selector,
         "tolerations": profile.tolerations,
         "active_deadline_s": deadline,
+        "volumes": volumes,
+        "volume_mounts": mounts,
         "labels": labels,
     }
     manifests: list[Manifest]
@@ -175,23 +178,7 @@ def training_manifests(
         manifests = [job, service]
     else:
         manifests = [k.job(address, name, command=["mlform", *args], **common)]
-    volumes, mounts = k.artifact_store_volume(f"file://{state_dir}", STATE_VOLUME)
-    return [_skip_await(_with_volumes(m, volumes, mounts)) for m in manifests]
-
-
-def _with_volumes(
-    manifest: Manifest, volumes: Sequence[Mapping[str, Any]], mounts: Sequence[Mapping[str, Any]]
-) -> Manifest:
-    """``manifest`` (a Job) with ``volumes`` in its pod and ``mounts`` in its container
-    (:func:`mlform.infra.kubernetes.job` takes no volumes)."""
-    if manifest.body["kind"] != "Job" or not volumes:
-        return manifest
-    body = copy.deepcopy(dict(manifest.body))
-    pod = body["spec"]["template"]["spec"]
-    pod["volumes"] = [*pod.get("volumes", []), *map(dict, volumes)]
-    for container in pod["containers"]:
-        container["volumeMounts"] = [*container.get("volumeMounts", []), *map(dict, mounts)]
-    return Manifest(owner=manifest.owner, name=manifest.name, body=body)
+    return [_skip_await(m) for m in manifests]
 
 
 def _skip_await(manifest: Manifest) -> Manifest:

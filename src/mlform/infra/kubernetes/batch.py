@@ -50,8 +50,14 @@ def _batch_pod_template(
     ports: Sequence[tuple[str, int]] = (),
     subdomain: str | None = None,
     shared_memory: bool = False,
+    volumes: Sequence[Mapping[str, Any]] = (),
+    volume_mounts: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The pod template of a Job: one container named ``main``, labelled like its owner."""
+    """The pod template of a Job: one container named ``main``, labelled like its owner.
+
+    ``volumes`` join the pod (after ``/dev/shm``'s when ``shared_memory``), ``volume_mounts``
+    the container.
+    """
     _check_image(owner, image)
     if not command:
         raise ValueError(f"{owner}: job {instance!r} needs a command")
@@ -75,8 +81,10 @@ def _batch_pod_template(
     # A failed container's status then carries the tail of its output (the kubelet's last
     # 80 lines / 2 KiB), which apply shows when a training Job fails.
     container["terminationMessagePolicy"] = "FallbackToLogsOnError"
-    if shared_memory:
-        container["volumeMounts"] = [{"mountPath": "/dev/shm", "name": "dshm"}]
+    mounts = [{"mountPath": "/dev/shm", "name": "dshm"}] if shared_memory else []
+    mounts += map(dict, volume_mounts)
+    if mounts:
+        container["volumeMounts"] = mounts
     pod_spec: dict[str, Any] = {"containers": [container]}
     if node_selector:
         pod_spec["nodeSelector"] = dict(sorted(node_selector.items()))
@@ -85,8 +93,10 @@ def _batch_pod_template(
         pod_spec["subdomain"] = check_dns_label(subdomain, "subdomain", rfc1035=True)
     if tolerations:
         pod_spec["tolerations"] = [t.as_kubernetes() for t in tolerations]
-    if shared_memory:
-        pod_spec["volumes"] = [{"emptyDir": {"medium": "Memory"}, "name": "dshm"}]
+    pod_volumes = [{"emptyDir": {"medium": "Memory"}, "name": "dshm"}] if shared_memory else []
+    pod_volumes += map(dict, volumes)
+    if pod_volumes:
+        pod_spec["volumes"] = pod_volumes
     return {"metadata": pod_meta, "spec": pod_spec}
 
 
@@ -113,6 +123,8 @@ def job(
     ports: Sequence[tuple[str, int]] = (),
     subdomain: str | None = None,
     shared_memory: bool = False,
+    volumes: Sequence[Mapping[str, Any]] = (),
+    volume_mounts: Sequence[Mapping[str, Any]] = (),
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
     key: str | None = None,
@@ -176,6 +188,8 @@ def job(
         ports=ports,
         subdomain=subdomain,
         shared_memory=shared_memory,
+        volumes=volumes,
+        volume_mounts=volume_mounts,
     )
     if ttl_after_finished_s is not None:
         spec["ttlSecondsAfterFinished"] = ttl_after_finished_s
@@ -260,6 +274,8 @@ def distributed_training_job(
     backoff_limit: int = 0,
     active_deadline_s: int | None = None,
     ttl_after_finished_s: int | None = None,
+    volumes: Sequence[Mapping[str, Any]] = (),
+    volume_mounts: Sequence[Mapping[str, Any]] = (),
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
 ) -> tuple[Manifest, Manifest]:
@@ -308,6 +324,8 @@ def distributed_training_job(
         ports=[("rdzv", port)],
         subdomain=name,
         shared_memory=True,
+        volumes=volumes,
+        volume_mounts=volume_mounts,
         labels=labels,
         annotations=annotations,
     )
