@@ -218,6 +218,37 @@ def test_the_lifecycle_of_one_process(
     assert engine.outputs() == {}
 
 
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    pairs = (item.decode().partition("=") for item in raw if item)
+    return {name: value for name, _, value in pairs}
+
+
+def test_a_process_sees_the_clis_secrets_only_when_its_inputs_say_so(
+    make_engine: Callable[..., Engine],
+    processes: Processes,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The engine (and its provider plugin) inherit this environment, as from the CLI.
+    monkeypatch.setenv("MLFORM_SECRET_ALERT_TOKEN", "s3cr3t-in-env")
+    monkeypatch.setenv("MLFORM_SECRETS_DIR", str(tmp_path / "secrets"))
+    engine = make_engine()
+    scheduler_name = "deployment.api/scheduler"
+    run = engine.up([_server(tmp_path), _server(tmp_path, name="scheduler", secrets_env=True)])
+    envs = {}
+    for logical in (LOGICAL, scheduler_name):
+        out = run.outputs[logical]
+        processes.seen[int(out["pid"])] = out.get("proc_start")
+        envs[logical] = _environ(int(out["pid"]))
+    server_env, scheduler_env = envs[LOGICAL], envs[scheduler_name]
+    assert server_env["MODEL_VERSION"] == "1"  # its own env still arrives
+    assert not [name for name in server_env if name.startswith("MLFORM_SECRET")]
+    assert not [name for name in server_env if name.startswith("PULUMI_")]
+    assert scheduler_env["MLFORM_SECRET_ALERT_TOKEN"] == "s3cr3t-in-env"
+    assert scheduler_env["MLFORM_SECRETS_DIR"] == str(tmp_path / "secrets")
+
+
 def test_an_unhealthy_process_is_drifted_and_restarted_by_the_next_up(
     make_engine: Callable[..., Engine], processes: Processes, tmp_path: Path
 ) -> None:

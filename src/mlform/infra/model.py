@@ -36,6 +36,9 @@ class Process:
     ``health_path`` is requested as ``http://127.0.0.1:<port><health_path>``; the process
     is healthy when it answers 2xx. ``port`` 0 asks the provider to pick a free port and
     pass it to the process as ``$PORT`` (also substituted for ``{port}`` in ``command``).
+    The process inherits the engine's environment without the CLI's secrets
+    (``MLFORM_SECRET_*``, ``MLFORM_SECRETS_DIR``) unless ``secrets_env`` (a monitor's
+    scheduler, which composes the config and sends alerts with secret headers).
     """
 
     owner: Address
@@ -46,6 +49,7 @@ class Process:
     health_path: str | None = None
     cwd: str | None = None
     startup_timeout_s: float = 30.0
+    secrets_env: bool = False
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -70,6 +74,8 @@ class Process:
             "health_path": self.health_path,
             "cwd": self.cwd,
             "startup_timeout_s": self.startup_timeout_s,
+            # only when set, so processes recorded before it existed keep their inputs
+            **({"secrets_env": True} if self.secrets_env else {}),
         }
 
 
@@ -140,6 +146,7 @@ def from_record(record: Mapping[str, Any]) -> InfraResource:
             health_path=record.get("health_path"),
             cwd=record.get("cwd"),
             startup_timeout_s=float(record.get("startup_timeout_s", 30.0)),
+            secrets_env=bool(record.get("secrets_env", False)),
         )
     if record["type"] == "manifest":
         return Manifest(owner=owner, name=record["name"], body=dict(record["body"]))

@@ -88,6 +88,7 @@ class MonitorProvider(InfrastructureProvider):
                 ),
                 health_path="/-/health",
                 cwd=str(Path(context.project_dir).resolve()),
+                secrets_env=True,  # it composes the config (rollback) and sends alerts
             )
         ]
 

@@ -46,6 +46,7 @@ INPUT_KEYS = (
     "health_path",
     "cwd",
     "startup_timeout_s",
+    "secrets_env",
     "log_dir",
     "owner",
     "name",
@@ -54,6 +55,9 @@ STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 20
 # Variables of the engine's own environment that a user process must never see.
 _PRIVATE_ENV_PREFIXES = ("PULUMI_", "MLFORM_PULUMI_")
+# The CLI's secrets (values, the secrets directory, the redaction key): only for processes
+# whose inputs say ``secrets_env`` (mlform.infra.model.Process).
+_SECRET_ENV_PREFIXES = ("MLFORM_SECRET_", "MLFORM_SECRETS_DIR")
 _POLL_S = 0.05
 
 
@@ -190,7 +194,10 @@ def log_tail(path: Path, since: int = 0, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def _child_env(props: dict[str, Any], port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
+    hidden: tuple[str, ...] = _PRIVATE_ENV_PREFIXES
+    if not props.get("secrets_env"):
+        hidden += _SECRET_ENV_PREFIXES
+    env = {k: v for k, v in os.environ.items() if not k.startswith(hidden)}
     env.update({str(k): str(v) for k, v in (props.get("env") or {}).items()})
     env["PORT"] = str(port)
     return env
