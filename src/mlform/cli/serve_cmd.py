@@ -84,7 +84,7 @@ def serve(
     """Serve a model version over HTTP (Open Inference Protocol / KServe V2) until SIGTERM."""
     from mlform.serving.loaded_model import load_model_version
     from mlform.serving.server import ServeOptions, configure_logging
-    from mlform.serving.server import serve as run_server
+    from mlform.serving.workers import serve as run_server
 
     if name is not None and not _NAME_RE.match(name):
         _usage(
@@ -108,7 +108,7 @@ def serve(
     def load_and_bind() -> tuple[LoadedModel, socket.socket]:
         root = registry if registry is not None else _stack_registry(stack)
         model = load_model_version(root, ref, project_dir=project)
-        from mlform.serving.server import bind_socket
+        from mlform.serving.workers import bind_socket
 
         return model, bind_socket(host, port)
 

@@ -8,7 +8,8 @@ registered model version:
 * :mod:`mlform.serving.loaded_model`: a registry reference to a loaded predictor;
 * :mod:`mlform.serving.metrics`: its Prometheus metrics (``GET /metrics``);
 * :mod:`mlform.serving.prediction_log`: the buffered JSON-lines log of its predictions;
-* :mod:`mlform.serving.server`: the HTTP server, its worker processes and graceful shutdown.
+* :mod:`mlform.serving.server`: the HTTP server (the V2 endpoints, labels, metrics).
+* :mod:`mlform.serving.workers`: its listening socket, worker processes and graceful shutdown.
 
 The traffic router that splits requests between model versions during a rollout lives in
 :mod:`mlform.serving.router` and :mod:`mlform.serving.routes`.
