@@ -56,7 +56,7 @@ def fit(
 ) -> None:
     """Train one model of the stack and write it to --to (what a training Job runs).
 
-    OVERRIDES are apply's command-line overrides (the Job passes them after ``--``), so the
+    OVERRIDES are apply's command-line overrides (the Job passes them after --), so the
     model composes as apply composed it.
     """
     from rich.markup import escape
