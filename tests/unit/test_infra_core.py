@@ -134,7 +134,13 @@ def test_lazy_provisioner_builds_the_engine_once_and_only_when_used() -> None:
 
     class Fake:
         def provision(
-            self, owner: Address, resources: Any, *, refresh: bool = False, on_change: Any = None
+            self,
+            owner: Address,
+            resources: Any,
+            *,
+            refresh: bool = False,
+            on_change: Any = None,
+            company: Any = None,
         ) -> Any:
             return {"server-0": {"owner": str(owner), "refresh": refresh}}
 

@@ -94,7 +94,10 @@ def execute(
                     continue
                 run.emit(StepStarted(address=change.address, action=change.action.value))
                 step_context = dataclasses.replace(
-                    context, progress=run.progress_for(change), idle=slots.lend
+                    context,
+                    progress=run.progress_for(change),
+                    idle=slots.lend,
+                    company=lambda: slots.working() > 0 or bool(run.ready),
                 )
                 future = pool.submit(
                     run_step, change, provider, writer, step_context, upstream_digests=digests

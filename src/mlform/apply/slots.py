@@ -55,6 +55,11 @@ class Slots:
                 self._resuming -= 1
                 self._active += 1
 
+    def working(self) -> int:
+        """Steps holding a slot now (at work; not those lending theirs while they wait)."""
+        with self._cond:
+            return self._active
+
     def signal(self) -> None:
         """Wake the scheduler (a slot became free or a step finished)."""
         self._changed.set()

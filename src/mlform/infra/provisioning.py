@@ -32,9 +32,11 @@ class Provisioner(Protocol):
         *,
         refresh: bool = False,
         on_change: ChangeCallback | None = None,
+        company: Callable[[], bool] | None = None,
     ) -> OwnerOutputs:
         """Make ``owner``'s infrastructure exactly ``resources``; ``refresh`` first asks
-        the engine what is live (so a resource that died is recreated)."""
+        the engine what is live (so a resource that died is recreated). ``company`` says
+        whether another caller may still join this engine run (None: unknown)."""
         ...
 
     def drift(self) -> tuple[InfraChange, ...]:
@@ -68,8 +70,11 @@ class LazyProvisioner:
         *,
         refresh: bool = False,
         on_change: ChangeCallback | None = None,
+        company: Callable[[], bool] | None = None,
     ) -> OwnerOutputs:
-        return self._get().provision(owner, resources, refresh=refresh, on_change=on_change)
+        return self._get().provision(
+            owner, resources, refresh=refresh, on_change=on_change, company=company
+        )
 
     def drift(self) -> tuple[InfraChange, ...]:
         return self._get().drift()

@@ -40,6 +40,10 @@ class ProviderContext:
     # Around a wait that uses no machine (the infrastructure engine): the apply may start
     # another step meanwhile (mlform.apply.slots). Outside an apply it does nothing.
     idle: Callable[[], AbstractContextManager[None]] = nullcontext
+    # Whether another step of the apply may still reach the engine now (a step at work, or
+    # one ready to start): the engine's batching stops waiting for company when not.
+    # Outside an apply it cannot tell, and says so (True).
+    company: Callable[[], bool] = lambda: True
     # The command-line overrides the config was composed with (a training Job passes them on).
     overrides: tuple[str, ...] = ()
 

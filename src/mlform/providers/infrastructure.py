@@ -75,7 +75,9 @@ class InfrastructureProvider(ABC):
     def delete(self, request: DeleteRequest) -> DeleteResult:
         try:
             with request.context.idle():
-                engine_of(request.context, request.address).provision(request.address, ())
+                engine_of(request.context, request.address).provision(
+                    request.address, (), company=request.context.company
+                )
         except InfraError as failed:
             raise StepFailed(one_diagnostic(failed.diagnostics, request.address)) from failed
         return DeleteResult()
@@ -140,7 +142,9 @@ def provision(
     try:
         engine = engine_of(context, owner)
         with context.idle():  # batched with other steps' (pulumi_engine/provisioner.py)
-            live = engine.provision(owner, resources, refresh=refresh, on_change=report)
+            live = engine.provision(
+                owner, resources, refresh=refresh, on_change=report, company=context.company
+            )
     except InfraError as failed:
         raise StepFailed(one_diagnostic(failed.diagnostics, owner)) from failed
     return dict(live)

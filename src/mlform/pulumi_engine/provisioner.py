@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from mlform.pulumi_engine.engine import Engine
 
 GATHER_S = 0.3  # a batch starts once no request arrived for this long...
-GATHER_MAX_S = 5.0  # ...or this long after its first request
+GATHER_MAX_S = 5.0  # ...or this long after its first request,
+SETTLE_S = 0.02  # ...or, once none arrived for this long, when no other step can join
 
 
 @dataclass(slots=True)
@@ -41,6 +42,7 @@ class _Request:
     resources: tuple[InfraResource, ...]
     refresh: bool
     on_change: ChangeCallback | None
+    company: Callable[[], bool] | None = None
     done: bool = False
     outputs: OwnerOutputs | None = None
     error: BaseException | None = None
@@ -82,8 +84,9 @@ class StackProvisioner:
         *,
         refresh: bool = False,
         on_change: ChangeCallback | None = None,
+        company: Callable[[], bool] | None = None,
     ) -> OwnerOutputs:
-        request = _Request(owner, tuple(resources), refresh, on_change)
+        request = _Request(owner, tuple(resources), refresh, on_change, company)
         with self._cond:
             self._queue.append(request)
             self._last_arrival = time.monotonic()
@@ -105,7 +108,13 @@ class StackProvisioner:
         return request.outputs or {}
 
     def _gather(self) -> list[_Request]:
-        """Wait for the requests arriving together, then take them all."""
+        """Wait for the requests arriving together, then take them all.
+
+        The wait ends after :data:`GATHER_S` without a new request, :data:`GATHER_MAX_S`
+        after the first, or as soon as the queue has settled (:data:`SETTLE_S`) and every
+        caller in it says no other step can join (their ``company``): a lone step of an
+        apply does not wait for company that cannot come.
+        """
         with self._cond:
             first = time.monotonic()
             while True:
@@ -114,9 +123,17 @@ class StackProvisioner:
                 total_left = first + self._gather_max_s - now
                 if quiet_left <= 0 or total_left <= 0:
                     break
-                self._cond.wait(min(quiet_left, total_left))
+                known = all(r.company is not None for r in self._queue)
+                if known and now - self._last_arrival >= SETTLE_S and self._alone():
+                    break
+                wait = min(quiet_left, total_left)
+                self._cond.wait(min(wait, SETTLE_S) if known else wait)
             batch, self._queue = self._queue, []
             return batch
+
+    def _alone(self) -> bool:
+        """No caller in the queue expects company (each has a ``company`` to ask)."""
+        return not any(r.company is not None and r.company() for r in self._queue)
 
     def _run_batch(self, batch: list[_Request]) -> None:
         try:

@@ -29,6 +29,7 @@ class RecordingEngine:
     ups: list[list[str]] = field(default_factory=list)
     refreshes: int = 0
     created: bool = False
+    upped: threading.Event = field(default_factory=threading.Event)
 
     def has_stack(self) -> bool:
         return self.created
@@ -40,6 +41,7 @@ class RecordingEngine:
     def up(self, resources: Sequence[InfraResource]) -> EngineRun:
         names = sorted(f"{r.owner}/{r.name}" for r in resources)
         self.ups.append(names)
+        self.upped.set()
         if self.fail_owner and any(n.startswith(self.fail_owner + "/") for n in names):
             raise InfraError([Diagnostic.error(f"{self.fail_owner} is invalid")])
         self.created = True
@@ -86,6 +88,45 @@ def test_owners_asking_together_share_one_update() -> None:
     for owner in owners:  # each caller gets its own live outputs, recorded keys only
         assert set(results[owner]) == {"server"}
         assert set(results[owner]["server"]) == {"pid"}
+
+
+def test_a_lone_step_does_not_wait_for_company_that_cannot_come() -> None:
+    # A quiet window of a minute: only "no other step can join" lets the update start now.
+    engine = RecordingEngine()
+    provisioner = StackProvisioner(lambda _c: engine, {}, gather_s=60.0, gather_max_s=120.0)  # type: ignore[arg-type,return-value]
+    alone = threading.Thread(
+        target=provisioner.provision,
+        args=(Address.parse("deployment.a"), [_process("deployment.a")]),
+        kwargs={"company": lambda: False},
+        daemon=True,
+    )
+    alone.start()
+    assert engine.upped.wait(timeout=20), "the lone request waited for the quiet window"
+    alone.join(timeout=20)
+    assert engine.ups == [["deployment.a/server"]]
+
+
+def test_a_step_that_expects_company_waits_for_it() -> None:
+    engine = RecordingEngine()
+    provisioner = _provisioner(engine, gather_s=2.0)  # room for the second to arrive
+    asked = threading.Event()  # the first request is queued and gathering
+
+    def another_step_is_at_work() -> bool:
+        asked.set()
+        return True
+
+    thread = threading.Thread(
+        target=provisioner.provision,
+        args=(Address.parse("deployment.a"), [_process("deployment.a")]),
+        kwargs={"company": another_step_is_at_work},
+    )
+    thread.start()
+    assert asked.wait(timeout=20)
+    provisioner.provision(
+        Address.parse("deployment.b"), [_process("deployment.b")], company=lambda: False
+    )
+    thread.join()
+    assert engine.ups == [["deployment.a/server", "deployment.b/server"]]
 
 
 def test_a_later_owner_keeps_the_earlier_ones_resources() -> None:
