@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlform.infra.kubernetes import GPU_RESOURCE, MANAGED_BY, _label_value, dns_name
+from mlform.infra.kubernetes import MANAGED_BY, _label_value, dns_name, gpu_quota_spec
 
 __all__ = [
     "NAMESPACE_LOGICAL_NAME",
@@ -128,6 +128,6 @@ def stack_objects(settings: Mapping[str, Any], stack: str) -> dict[str, dict[str
                 "name": dns_name(project, stack, "gpus"),
                 "namespace": namespace.name,
             },
-            "spec": {"hard": {f"requests.{GPU_RESOURCE}": str(gpus)}},
+            "spec": gpu_quota_spec(gpus),
         }
     return objects

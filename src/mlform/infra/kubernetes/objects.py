@@ -223,6 +223,17 @@ def config_map(
     return Manifest(owner=owner, name=_manifest_name("configmap", key), body=body)
 
 
+def gpu_quota_spec(gpus: int) -> dict[str, Any]:
+    """The spec of a ResourceQuota capping requested GPUs at ``gpus``.
+
+    The hard limit is on ``requests.nvidia.com/gpu``: Kubernetes counts extended resources by
+    their requests only (a GPU limit sets the request equal).
+    """
+    if gpus < 0:
+        raise ValueError(f"a GPU quota must be 0 or more, not {gpus}")
+    return {"hard": {f"requests.{GPU_RESOURCE}": str(gpus)}}
+
+
 def resource_quota(
     owner: Address,
     name: str,
@@ -232,18 +243,13 @@ def resource_quota(
     project: str,
     key: str | None = None,
 ) -> Manifest:
-    """A v1 ResourceQuota capping the GPUs requested in ``namespace``.
-
-    The hard limit is on ``requests.nvidia.com/gpu`` (a GPU limit sets the request equal).
-    """
+    """A v1 ResourceQuota capping the GPUs requested in ``namespace`` (:func:`gpu_quota_spec`)."""
     check_dns_label(name, "resource quota name")
-    if gpus < 0:
-        raise ValueError(f"a GPU quota must be 0 or more, not {gpus}")
     body = {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
         "metadata": _metadata(owner, name, project, namespace=namespace),
-        "spec": {"hard": {f"requests.{GPU_RESOURCE}": str(gpus)}},
+        "spec": gpu_quota_spec(gpus),
     }
     return Manifest(owner=owner, name=_manifest_name("resourcequota", key), body=body)
 
